@@ -1,0 +1,1 @@
+"""Graft benchmarks: each prints ratios measured side by side in one run (`make bench`)."""

@@ -1,0 +1,55 @@
+"""Process environment that must be right before TensorFlow is imported.
+
+TF 2.16 binds ``tf.keras`` to Keras 3 unless ``TF_USE_LEGACY_KERAS=1`` is set when TensorFlow resolves it, and
+``hub.KerasLayer`` cannot live in a Keras 3 model. Every entry point (CLI, conftest, the Transform and Trainer
+modules that TFX executors import, the container image) calls :func:`force_legacy_keras` first.
+
+``tensorflow_transform`` sets the variable itself when imported, which is too late when TensorFlow was imported
+earlier: the variable then reads "1" while ``tf.keras`` is Keras 3. :func:`assert_legacy_keras` catches that.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+LEGACY_KERAS_VAR = "TF_USE_LEGACY_KERAS"
+
+
+def force_legacy_keras() -> None:
+    """Select tf-keras (Keras 2) for this process and its children. Call before importing TensorFlow."""
+    os.environ[LEGACY_KERAS_VAR] = "1"
+    # TensorFlow's C++ INFO/WARNING chatter drowns the pipeline's own log; users can still override it.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def keras_flavour() -> str:
+    """'tf_keras' or 'keras3' for the tf.keras this process actually uses (imports TensorFlow)."""
+    import tensorflow as tf
+
+    # tf.keras is a lazy loader that binds on first attribute access; the class's module tells which Keras.
+    module = tf.keras.Model.__module__
+    return "tf_keras" if module.startswith("tf_keras") else "keras3"
+
+
+class LegacyKerasError(RuntimeError):
+    pass
+
+
+def assert_legacy_keras() -> None:
+    """Raise a clear error if this process builds Keras 3 models (TensorFlow imported before the variable)."""
+    force_legacy_keras()
+    flavour = keras_flavour()
+    if flavour != "tf_keras":
+        import tensorflow as tf
+
+        raise LegacyKerasError(
+            f"tf.keras is Keras 3 ({tf.keras.Model.__module__}) in this process although "
+            f"{LEGACY_KERAS_VAR}={os.environ.get(LEGACY_KERAS_VAR)!r}: TensorFlow was imported before the variable "
+            "was set, and hub.KerasLayer cannot be used in a Keras 3 model. Fix: set TF_USE_LEGACY_KERAS=1 in the "
+            "environment (or import graft) before anything imports tensorflow."
+        )
+
+
+def tensorflow_imported() -> bool:
+    return "tensorflow" in sys.modules

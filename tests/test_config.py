@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import pytest
+
+from graft.pipeline.config import ConfigError, GraftConfig, load_config, parse_override
+
+
+def test_defaults_validate_and_roundtrip_json():
+    cfg = GraftConfig().validate()
+    again = GraftConfig.from_json(cfg.to_json())
+    assert again == cfg
+    assert cfg.train.fine_tune_fraction == 0.3
+    assert cfg.evaluation.min_accuracy > 0  # thresholds always exist (tfx#5148)
+
+
+def test_yaml_then_set_overrides(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("train:\n  batch_size: 8\n  augment:\n    enabled: false\ndata:\n  classes: [a, b]\n")
+    cfg = load_config(f, ["train.batch_size=16", "evaluation.min_accuracy=0.9", "data.classes=x,y,z"])
+    assert cfg.train.batch_size == 16
+    assert cfg.train.augment.enabled is False
+    assert cfg.evaluation.min_accuracy == 0.9
+    assert cfg.data.classes == ["x", "y", "z"]
+
+
+@pytest.mark.parametrize(
+    "override, needle",
+    [
+        ("train.batchsize=3", "unknown config key 'train.batchsize'"),
+        ("nope.x=1", "unknown config key 'nope'"),
+        ("train.batch_size=abc", "'train.batch_size': expected an integer"),
+        ("train.batch_size=-1", "'train.batch_size'"),
+        ("train.fine_tune_fraction=1.5", "'train.fine_tune_fraction': must be in [0, 1]"),
+        ("train.mixed_precision=maybe", "allowed values: 'auto', 'on', 'off'"),
+        ("train.class_weights=weird", "'train.class_weights'"),
+        ("data.train_fraction=0.5", "add up to 1.0"),
+        ("push.model_name=../../etc", "not a safe name"),
+        ("data.classes=[ok, ../evil]", "not a safe name"),
+        ("evaluation.min_accuracy=1.5", "'evaluation.min_accuracy'"),
+        ("train.phase1_learning_rate=.nan", "finite"),
+    ],
+)
+def test_bad_values_name_the_key(override, needle):
+    with pytest.raises(ConfigError) as e:
+        load_config(None, [override])
+    assert needle in str(e.value)
+
+
+def test_override_syntax_errors():
+    with pytest.raises(ConfigError, match="expected key=value"):
+        parse_override("train.batch_size")
+    assert parse_override("train.class_weights={a: 2, b: 1}") == ("train.class_weights", {"a": 2, "b": 1})
+
+
+def test_missing_or_bad_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- just\n- a list\n")
+    with pytest.raises(ConfigError, match="must hold a mapping"):
+        load_config(bad)
+
+
+def test_derived_paths(tmp_path):
+    cfg = load_config(None, [f"root={tmp_path}", "name=demo", "push.model_name=digits"])
+    assert cfg.metadata_path == tmp_path / "demo" / "metadata.sqlite"
+    assert cfg.serving_model_dir == tmp_path / "demo" / "serving" / "digits"
