@@ -6,6 +6,7 @@ take 6-40 s to import). Every command imports what it needs inside its body.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
 import click
@@ -51,6 +52,187 @@ def doctor(root: str, as_json: bool) -> None:
     else:
         click.echo(report.render())
     sys.exit(EXIT_OK if report.ok else EXIT_FAILED)
+
+
+# ---- running the pipeline -----------------------------------------------------------------------------------
+def _common_run_options(f):
+    f = click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary last.")(f)
+    f = click.option("-v", "--verbose", is_flag=True, help="Show TFX/Beam logs.")(f)
+    f = click.option("-q", "--quiet", is_flag=True, help="Only the final summary.")(f)
+    f = click.option("--no-cache", is_flag=True, help="Re-execute every component (TFX caching off).")(f)
+    f = click.option(
+        "--set",
+        "overrides",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Config override, e.g. train.batch_size=16.",
+    )(f)
+    f = click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML config file.")(f)
+    f = click.option("--root", type=click.Path(file_okay=False), help="Run root (MLMD, artifacts, serving).")(
+        f
+    )
+    return f
+
+
+def _chain(exc: BaseException):
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+DATA_ERROR_NAMES = {"DataValidationError", "TooManyBadFilesError", "NoImagesFoundError"}
+
+
+def _execute(cfg, as_json: bool, quiet: bool, verbose: bool) -> int:
+    """Run the DAG locally, print the outcome, return the exit code."""
+    import json
+
+    from graft.pipeline import local_runner, runs, summary
+
+    try:
+        result = local_runner.run_pipeline(cfg, quiet=quiet, verbose=verbose)
+    except local_runner.RunLockedError as e:
+        click.echo(f"graft: {e}", err=True)
+        return EXIT_FAILED
+    except Exception as e:  # noqa: BLE001 - every failure becomes a clear message and an exit code
+        data_error = next((x for x in _chain(e) if type(x).__name__ in DATA_ERROR_NAMES), None)
+        usage_error = next(
+            (x for x in _chain(e) if type(x).__name__ in ("ConfigError", "BackboneError")), None
+        )
+        failed = None
+        with contextlib.suppress(Exception):  # no run recorded yet
+            failed = runs.summarize(cfg.metadata_path, "latest", cfg.name)
+        if data_error is not None:
+            click.echo(
+                f"graft: stopped by data validation, nothing was trained or pushed.\n{data_error}", err=True
+            )
+            code = EXIT_DATA_VALIDATION
+        elif usage_error is not None:
+            click.echo(f"graft: {usage_error}", err=True)
+            code = EXIT_USAGE
+        else:
+            click.echo(f"graft: the run failed, nothing was pushed: {type(e).__name__}: {e}", err=True)
+            if verbose:
+                import traceback
+
+                traceback.print_exc()
+            else:
+                click.echo("graft: rerun with -v for the full traceback.", err=True)
+            code = EXIT_FAILED
+        if as_json:
+            payload = failed.to_dict() if failed else {}
+            payload.update({"ok": False, "exit_code": code, "error": f"{type(e).__name__}: {e}"})
+            click.echo(json.dumps(payload, indent=2, default=str))
+        return code
+    click.echo(summary.render(result, cfg), err=as_json)
+    if as_json:
+        payload = result.to_dict()
+        payload.update({"ok": True, "exit_code": EXIT_OK})
+        click.echo(json.dumps(payload, indent=2, default=str))
+    return EXIT_OK
+
+
+def _load(config_file, overrides, base) -> object:
+    from graft.pipeline.config import ConfigError, load_config
+
+    try:
+        return load_config(config_file, list(overrides), base=base)
+    except ConfigError as e:
+        click.echo(f"graft: {e}", err=True)
+        sys.exit(EXIT_USAGE)
+
+
+@main.command()
+@click.option(
+    "--data", required=True, help="Images: class folders, pre-split tree, span-N folders, CSV or TFRecords."
+)
+@click.option(
+    "--backbone",
+    required=True,
+    help="TF Hub handle: URL, gs:// path, local SavedModel dir, or an offline name.",
+)
+@_common_run_options
+def run(data, backbone, root, config_file, overrides, no_cache, quiet, verbose, as_json):
+    """Run the whole pipeline on your images with LocalDagRunner.
+
+    Exit codes: 0 completed (pushed, or not blessed: both said plainly), 1 failed, 2 usage/config error,
+    3 stopped by data validation.
+    """
+    base = {"data.path": data, "backbone.handle": backbone}
+    if root:
+        base["root"] = root
+    if no_cache:
+        base["enable_cache"] = False
+    cfg = _load(config_file, overrides, base)
+    sys.exit(_execute(cfg, as_json, quiet, verbose))
+
+
+@main.command()
+@_common_run_options
+def demo(root, config_file, overrides, no_cache, quiet, verbose, as_json):
+    """Run the whole pipeline on the embedded default: 5,000 real MNIST digits + ImageNet MobileNet V1, offline."""
+    from graft.pipeline import demo as demo_mod
+    from graft.pipeline.config import ConfigError
+
+    extra = list(overrides)
+    if no_cache:
+        extra.append("enable_cache=false")
+    try:
+        cfg = demo_mod.demo_config(root, extra)
+        if config_file:
+            cfg = _load(config_file, extra, {**demo_mod.DEMO_SETTINGS, **({"root": root} if root else {})})
+            cfg.data.path = cfg.data.path or str(cfg.run_root / "data" / "mnist_5k")
+    except ConfigError as e:
+        click.echo(f"graft: {e}", err=True)
+        sys.exit(EXIT_USAGE)
+    if not quiet:
+        click.echo(f"[graft] demo data: {cfg.data.path}", err=True)
+    demo_mod.write_mnist_tree(__import__("pathlib").Path(cfg.data.path))
+    sys.exit(_execute(cfg, as_json, quiet, verbose))
+
+
+@main.group("config")
+def config_group() -> None:
+    """Inspect the effective config."""
+
+
+@config_group.command("show")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML config file.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Config override.")
+def config_show(config_file, overrides):
+    """Print the effective config (defaults <- file <- --set) as YAML."""
+    cfg = _load(config_file, overrides, None)
+    click.echo(cfg.to_yaml(), nl=False)
+
+
+@main.command()
+@click.option(
+    "--model",
+    "model_dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="A pushed model: <serving_root>/<model_name> (newest version) or one version directory.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+def predict(model_dir, as_json, images):
+    """Print the predicted class and its probability for each IMAGE, using a pushed model."""
+    import json
+
+    from graft.pipeline import predict as predict_mod
+
+    try:
+        results = predict_mod.predict_files(model_dir, list(images))
+    except predict_mod.PredictError as e:
+        click.echo(f"graft: {e}", err=True)
+        sys.exit(EXIT_USAGE)
+    for r in results:
+        if as_json:
+            click.echo(json.dumps(r))
+        else:
+            click.echo(f"{r['image']}\t{r['class_name']}\t{r['probability']:.4f}")
 
 
 if __name__ == "__main__":  # pragma: no cover

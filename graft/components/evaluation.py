@@ -1,0 +1,84 @@
+"""The Evaluator's EvalConfig: metrics, slices and the thresholds that decide the blessing.
+
+Evaluated on the **test** split of the raw examples (val was spent on early stopping). The model is called through
+its ``serving_tf_example`` signature, so TFMA measures exactly what TF Serving will answer; the integer label comes
+from the model's ``transform_features`` signature (the Transform graph inside the model), so the evaluation uses the
+same label vocabulary as training.
+
+Thresholds (TFMA writes no blessing at all without thresholds, tfx#5148, so ``min_accuracy`` always exists):
+
+* absolute: overall accuracy >= ``evaluation.min_accuracy``;
+* change: accuracy >= baseline accuracy - ``evaluation.max_accuracy_drop`` (against the last blessed model; on a
+  first run there is no baseline and TFMA skips change thresholds);
+* per-class recall floor: accuracy within each ``label`` slice (= recall of that class) >=
+  ``evaluation.min_class_recall`` (only when > 0).
+
+Per-class precision / recall and macro AUC need the class ids when the DAG is built; they are added when the
+config or the data scan knows the classes. The confusion matrix is always computed (it holds every class).
+"""
+
+from __future__ import annotations
+
+from graft.components import features
+from graft.pipeline.config import EvaluationConfig
+
+ACCURACY = "sparse_categorical_accuracy"
+PREDICTION_KEY = "probabilities"
+SERVING_EXAMPLE_SIGNATURE = "serving_tf_example"
+TRANSFORM_FEATURES_SIGNATURE = "transform_features"
+
+
+def build_eval_config(cfg: EvaluationConfig, class_names: list[str] | None = None):
+    import tensorflow_model_analysis as tfma
+
+    accuracy_threshold = tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": cfg.min_accuracy}),
+        change_threshold=tfma.GenericChangeThreshold(
+            direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+            absolute={"value": -cfg.max_accuracy_drop},
+        ),
+    )
+    per_slice = []
+    if cfg.min_class_recall > 0:
+        per_slice.append(
+            tfma.PerSliceMetricThreshold(
+                slicing_specs=[tfma.SlicingSpec(feature_keys=[features.LABEL_KEY])],
+                threshold=tfma.MetricThreshold(
+                    value_threshold=tfma.GenericValueThreshold(lower_bound={"value": cfg.min_class_recall})
+                ),
+            )
+        )
+    metrics = [
+        tfma.MetricConfig(class_name="ExampleCount"),
+        tfma.MetricConfig(class_name="SparseCategoricalAccuracy", threshold=accuracy_threshold),
+        tfma.MetricConfig(class_name="SparseCategoricalCrossentropy"),
+        tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"),
+    ]
+    if per_slice:
+        # The same metric under a second config carries the per-slice floor; TFMA merges them by name.
+        metrics[1].per_slice_thresholds.extend(per_slice)
+    metrics_specs = [tfma.MetricsSpec(metrics=metrics)]
+    if class_names:
+        metrics_specs.append(
+            tfma.MetricsSpec(
+                metrics=[
+                    tfma.MetricConfig(class_name="Precision"),
+                    tfma.MetricConfig(class_name="Recall"),
+                    tfma.MetricConfig(class_name="AUC"),
+                ],
+                binarize=tfma.BinarizationOptions(class_ids={"values": list(range(len(class_names)))}),
+                aggregate=tfma.AggregationOptions(macro_average=True),
+            )
+        )
+    return tfma.EvalConfig(
+        model_specs=[
+            tfma.ModelSpec(
+                signature_name=SERVING_EXAMPLE_SIGNATURE,
+                preprocessing_function_names=[TRANSFORM_FEATURES_SIGNATURE],
+                label_key=features.TRANSFORMED_LABEL_KEY,
+                prediction_key=PREDICTION_KEY,
+            )
+        ],
+        slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[features.LABEL_KEY])],
+        metrics_specs=metrics_specs,
+    )

@@ -1,0 +1,57 @@
+"""`graft predict`: classify image files with a pushed model through its `serving_default` signature."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class PredictError(ValueError):
+    pass
+
+
+def resolve_version_dir(model_dir: str | Path) -> Path:
+    """<serving_root>/<model_name> -> its newest numeric version; a version dir -> itself."""
+    p = Path(model_dir)
+    if (p / "saved_model.pb").exists():
+        return p
+    versions = sorted((d for d in p.iterdir() if d.is_dir() and d.name.isdigit()), key=lambda d: int(d.name))
+    versions = [v for v in versions if (v / "saved_model.pb").exists()]
+    if not versions:
+        raise PredictError(
+            f"{p} holds no SavedModel version (expected {p}/<version>/saved_model.pb): pass a pushed model "
+            "directory, e.g. graft_runs/demo/serving/digits"
+        )
+    return versions[-1]
+
+
+def predict_files(model_dir: str | Path, images: list[str]) -> list[dict]:
+    import tensorflow as tf
+
+    import graft  # noqa: F401
+
+    version_dir = resolve_version_dir(model_dir)
+    model = tf.saved_model.load(str(version_dir))
+    if "serving_default" not in model.signatures:
+        raise PredictError(f"{version_dir} has no serving_default signature; is it a Graft model?")
+    fn = model.signatures["serving_default"]
+    payload = [Path(i).read_bytes() for i in images]
+    try:
+        out = fn(image_bytes=tf.constant(payload))
+    except tf.errors.InvalidArgumentError as e:
+        raise PredictError(f"could not decode one of the images ({', '.join(images)}): {e.message}") from None
+    probs = out["probabilities"].numpy()
+    names = out["class_name"].numpy()
+    idx = out["class_index"].numpy()
+    results = []
+    for i, path in enumerate(images):
+        k = int(idx[i])
+        results.append(
+            {
+                "image": path,
+                "class_name": names[i].decode() if isinstance(names[i], bytes) else str(names[i]),
+                "class_index": k,
+                "probability": float(probs[i][k]),
+                "model_version": version_dir.name,
+            }
+        )
+    return results

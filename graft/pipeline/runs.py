@@ -1,0 +1,288 @@
+"""What happened in a run, read back from MLMD (the sqlite store under the run root).
+
+The run summary (`graft run --json`), `graft runs` and the report all read the same facts from here: the run's
+executions and their states, the blessing, the pushed version, the evaluation metrics, anomalies and skipped files.
+Nothing here trusts log output: MLMD is the record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+PIPELINE_RUN_CONTEXT = "pipeline_run"
+NODE_CONTEXT = "node"
+
+STATE_NAMES = {0: "UNKNOWN", 1: "NEW", 2: "RUNNING", 3: "COMPLETE", 4: "FAILED", 5: "CACHED", 6: "CANCELED"}
+
+
+@dataclasses.dataclass
+class ExecutionInfo:
+    id: int
+    node_id: str
+    state: str
+    start_ms: int
+    end_ms: int
+
+    @property
+    def seconds(self) -> float:
+        return max(0.0, (self.end_ms - self.start_ms) / 1000.0)
+
+
+@dataclasses.dataclass
+class RunSummary:
+    run_id: str
+    pipeline_name: str
+    start_ms: int = 0
+    end_ms: int = 0
+    status: str = "UNKNOWN"  # COMPLETE | FAILED | RUNNING (no execution ended) | UNKNOWN
+    executions: list[ExecutionInfo] = dataclasses.field(default_factory=list)
+    blessed: bool | None = None
+    pushed: bool | None = None
+    pushed_path: str | None = None
+    pushed_version: str | None = None
+    test_metrics: dict[str, float] = dataclasses.field(default_factory=dict)
+    threshold_failures: list[str] = dataclasses.field(default_factory=list)
+    anomalies: list[str] = dataclasses.field(default_factory=list)
+    skipped_files: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    artifacts: dict[str, str] = dataclasses.field(
+        default_factory=dict
+    )  # type name -> uri (this run's outputs)
+
+    @property
+    def seconds(self) -> float:
+        return max(0.0, (self.end_ms - self.start_ms) / 1000.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["seconds"] = round(self.seconds, 1)
+        for e in d["executions"]:
+            e["seconds"] = round((e["end_ms"] - e["start_ms"]) / 1000.0, 1)
+        return d
+
+
+def connect(metadata_path: str | Path):
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+
+    path = Path(metadata_path)
+    if not path.exists():
+        raise FileNotFoundError(f"no MLMD store at {path}: no run has happened under this root yet")
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = str(path)
+    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    return metadata_store.MetadataStore(config)
+
+
+def _prop(obj, name: str, default=None):
+    for props in (obj.custom_properties, obj.properties):
+        if name in props:
+            v = props[name]
+            kind = v.WhichOneof("value")
+            if kind == "int_value":
+                return v.int_value
+            if kind == "string_value":
+                return v.string_value
+            if kind == "double_value":
+                return v.double_value
+            if kind == "bool_value":
+                return v.bool_value
+            if kind == "proto_value":
+                return v.proto_value
+    return default
+
+
+def list_run_ids(store, pipeline_name: str | None = None) -> list[str]:
+    """Run ids, oldest first (by context creation time)."""
+    contexts = store.get_contexts_by_type(PIPELINE_RUN_CONTEXT)
+    if pipeline_name:
+        pipeline_ctx = store.get_context_by_type_and_name("pipeline", pipeline_name)
+        if pipeline_ctx is None:
+            return []
+        # pipeline_run contexts are children of the pipeline context in TFX >= 1.x; fall back to all when absent.
+        try:
+            children = store.get_children_contexts_by_context(pipeline_ctx.id)
+            if children:
+                contexts = [c for c in children if c.type_id == contexts[0].type_id] if contexts else []
+        except Exception:  # noqa: BLE001 - older stores lack parent links; every run context then counts
+            pass
+    contexts.sort(key=lambda c: (c.create_time_since_epoch, c.id))
+    return [c.name for c in contexts]
+
+
+def summarize(
+    metadata_path: str | Path, run_id: str | None = None, pipeline_name: str | None = None
+) -> RunSummary:
+    store = connect(metadata_path)
+    ids = list_run_ids(store, pipeline_name)
+    if not ids:
+        raise LookupError(f"no runs recorded in {metadata_path}")
+    if run_id in (None, "latest"):
+        run_id = ids[-1]
+    ctx = store.get_context_by_type_and_name(PIPELINE_RUN_CONTEXT, run_id)
+    if ctx is None:
+        raise LookupError(f"no run {run_id!r} in {metadata_path}; known runs: {', '.join(ids[-5:])}")
+    return _summarize_context(store, ctx, pipeline_name or "")
+
+
+def _node_id_of(store, execution) -> str:
+    node_type = store.get_context_type(NODE_CONTEXT)
+    for c in store.get_contexts_by_execution(execution.id):
+        if c.type_id == node_type.id:
+            return c.name.split(".", 1)[-1]
+    return store.get_execution_types_by_id([execution.type_id])[0].name.rsplit(".", 1)[-1]
+
+
+def _summarize_context(store, ctx, pipeline_name: str) -> RunSummary:
+    from ml_metadata.proto import metadata_store_pb2
+
+    summary = RunSummary(run_id=ctx.name, pipeline_name=pipeline_name)
+    executions = store.get_executions_by_context(ctx.id)
+    if not executions:
+        return summary
+    for e in sorted(executions, key=lambda e: (e.create_time_since_epoch, e.id)):
+        summary.executions.append(
+            ExecutionInfo(
+                id=e.id,
+                node_id=_node_id_of(store, e),
+                state=STATE_NAMES.get(e.last_known_state, str(e.last_known_state)),
+                start_ms=e.create_time_since_epoch,
+                end_ms=e.last_update_time_since_epoch,
+            )
+        )
+    summary.start_ms = min(x.start_ms for x in summary.executions)
+    summary.end_ms = max(x.end_ms for x in summary.executions)
+    states = {x.state for x in summary.executions}
+    if "FAILED" in states:
+        summary.status = "FAILED"
+    elif states <= {"COMPLETE", "CACHED"}:
+        summary.status = "COMPLETE"
+    else:
+        summary.status = "RUNNING"
+
+    # Output artifacts of this run's executions (cached executions point at the reused artifacts).
+    exec_ids = [e.id for e in executions]
+    events = store.get_events_by_execution_ids(exec_ids)
+    out_ids = [ev.artifact_id for ev in events if ev.type == metadata_store_pb2.Event.OUTPUT]
+    artifacts = store.get_artifacts_by_id(out_ids) if out_ids else []
+    type_names = {t.id: t.name for t in store.get_artifact_types_by_id(list({a.type_id for a in artifacts}))}
+    for a in artifacts:
+        tname = type_names.get(a.type_id, "?")
+        summary.artifacts[tname] = a.uri
+        if tname == "ModelBlessing":
+            summary.blessed = bool(_prop(a, "blessed", 0))
+        elif tname == "PushedModel":
+            summary.pushed = bool(_prop(a, "pushed", 0))
+            if summary.pushed:
+                summary.pushed_path = _prop(a, "pushed_destination")
+                summary.pushed_version = str(_prop(a, "pushed_version", "")) or None
+        elif tname == "ModelEvaluation":
+            summary.test_metrics, summary.threshold_failures = read_evaluation(a.uri)
+        elif tname == "ExampleAnomalies":
+            summary.anomalies = read_anomalies(a.uri)
+        elif tname == "Examples" and _prop(a, "skipped_files_uri") is not None:
+            summary.skipped_files = _read_json(_prop(a, "skipped_files_uri"), [])
+    if summary.pushed is None and summary.blessed is False:
+        summary.pushed = False
+    return summary
+
+
+def _read_json(path: str, default):
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return default
+
+
+def read_evaluation(uri: str) -> tuple[dict[str, float], list[str]]:
+    """Overall-slice metrics of the candidate model, and each failed threshold in plain words."""
+    import tensorflow_model_analysis as tfma
+
+    metrics: dict[str, float] = {}
+    failures: list[str] = []
+    try:
+        result = tfma.load_eval_result(uri)
+        for slice_key, per_output in result.slicing_metrics:
+            if slice_key != ():
+                continue
+            for _output, per_sub in per_output.items():
+                for sub_key, values in per_sub.items():
+                    if sub_key:
+                        continue
+                    for name, v in values.items():
+                        if isinstance(v, dict) and "doubleValue" in v:
+                            metrics[name] = float(v["doubleValue"])
+    except Exception as e:  # noqa: BLE001 - a summary must not crash on a partial evaluation
+        failures.append(f"could not read the evaluation at {uri}: {e}")
+    try:
+        validation = tfma.load_validation_result(uri)
+        for failure in validation.metric_validations_per_slice:
+            slice_desc = _slice_text(failure.slice_key)
+            for f in failure.failures:
+                failures.append(
+                    f"{f.metric_key.name}{' (change vs baseline)' if f.metric_key.is_diff else ''} on {slice_desc}:"
+                    f" {_fmt(f.metric_value)} does not meet {_threshold_text(f.metric_threshold)}"
+                )
+        if not validation.validation_ok and not failures:
+            for m in validation.missing_slices:
+                failures.append(f"slice {_slice_text(m)} has no examples")
+            if not failures:
+                failures.append(str(validation.validation_details).strip() or "validation failed")
+    except Exception as e:  # noqa: BLE001
+        failures.append(f"could not read the validation result at {uri}: {e}")
+    return metrics, failures
+
+
+def _fmt(metric_value) -> str:
+    kind = metric_value.WhichOneof("type")
+    if kind == "double_value":
+        return f"{metric_value.double_value.value:.4f}"
+    return str(getattr(metric_value, kind)) if kind else "?"
+
+
+def _slice_text(slice_key) -> str:
+    parts = []
+    for sk in slice_key.single_slice_keys:
+        kind = sk.WhichOneof("kind")
+        val = getattr(sk, kind)
+        if isinstance(val, bytes):
+            val = val.decode("utf-8", "replace")
+        parts.append(f"{sk.column}={val}")
+    return ", ".join(parts) or "all test examples"
+
+
+def _threshold_text(threshold) -> str:
+    if threshold.HasField("value_threshold"):
+        vt = threshold.value_threshold
+        bits = []
+        if vt.HasField("lower_bound"):
+            bits.append(f">= {vt.lower_bound.value:.4f}")
+        if vt.HasField("upper_bound"):
+            bits.append(f"<= {vt.upper_bound.value:.4f}")
+        return "the bound " + " and ".join(bits)
+    if threshold.HasField("change_threshold"):
+        ct = threshold.change_threshold
+        return f"the change bound (absolute {ct.absolute.value:+.4f} vs the last blessed model)"
+    return str(threshold)
+
+
+def read_anomalies(uri: str) -> list[str]:
+    """Plain-words anomalies from an ExampleAnomalies artifact (one SchemaDiff / Anomalies per split)."""
+    from tensorflow_metadata.proto.v0 import anomalies_pb2
+
+    out: list[str] = []
+    for split_dir in sorted(Path(uri).glob("Split-*")):
+        path = split_dir / "SchemaDiff.pb"
+        if not path.exists():
+            continue
+        anomalies = anomalies_pb2.Anomalies()
+        anomalies.ParseFromString(path.read_bytes())
+        split = split_dir.name[len("Split-") :]
+        for feature, info in sorted(anomalies.anomaly_info.items()):
+            out.append(f"[{split}] feature '{feature}': {info.description or info.short_description}")
+        if anomalies.HasField("dataset_anomaly_info"):
+            info = anomalies.dataset_anomaly_info
+            out.append(f"[{split}] dataset: {info.description or info.short_description}")
+    return out

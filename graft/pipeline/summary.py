@@ -1,0 +1,42 @@
+"""The short, plain summary printed at the end of `graft run` / `graft demo`."""
+
+from __future__ import annotations
+
+from graft.pipeline.config import GraftConfig
+from graft.pipeline.runs import RunSummary
+
+
+def render(s: RunSummary, cfg: GraftConfig) -> str:
+    lines = [f"[graft] run {s.run_id}: {s.status.lower()} in {s.seconds:.0f} s"]
+    cached = [e.node_id for e in s.executions if e.state == "CACHED"]
+    if cached and len(cached) == len(s.executions):
+        lines.append("[graft] every component was cached: nothing changed since the last run")
+    elif cached:
+        lines.append(f"[graft] cached: {', '.join(cached)}")
+    if s.test_metrics:
+        acc = s.test_metrics.get("sparse_categorical_accuracy")
+        n = s.test_metrics.get("example_count")
+        if acc is not None:
+            lines.append(f"[graft] test accuracy {acc:.4f}" + (f" on {int(n)} examples" if n else ""))
+    if s.skipped_files:
+        lines.append(f"[graft] {len(s.skipped_files)} file(s) skipped as unreadable (listed in the report)")
+    if s.blessed:
+        if s.pushed and s.pushed_path:
+            lines.append(f"[graft] blessed and pushed: {s.pushed_path} (version {s.pushed_version})")
+            lines.append(f"[graft] query it:  graft predict --model {cfg.serving_model_dir} IMAGE...")
+            lines.append(
+                "[graft] or serve it: docker run -p 8501:8501 "
+                f"-v {cfg.serving_model_dir}:/models/{cfg.push.model_name} -e MODEL_NAME={cfg.push.model_name} "
+                "tensorflow/serving"
+            )
+        elif any(e.node_id == "Pusher" and e.state == "CACHED" for e in s.executions):
+            lines.append("[graft] blessed; the same model was already pushed by an earlier run (cached)")
+        else:
+            lines.append("[graft] blessed, but the Pusher did not push")
+    elif s.blessed is False:
+        lines.append(
+            f"[graft] NOT blessed: nothing was pushed; {cfg.serving_model_dir} is untouched. Failed thresholds:"
+        )
+        for f in s.threshold_failures or ["(no detail recorded)"]:
+            lines.append(f"[graft]   - {f}")
+    return "\n".join(lines)
