@@ -239,8 +239,8 @@ def _hub_resolve(handle: str) -> str:
         if kind == "url":
             raise _err(
                 handle,
-                f"cannot download it ({getattr(e, 'reason', e)}): this machine has no network access to TF Hub / "
-                f"Kaggle. {_OFFLINE_HINT} Or download the module elsewhere and unpack it into "
+                f"cannot download it ({getattr(e, 'reason', e)}): there is no network path to it from this machine "
+                f"(offline, blocked, or a wrong host name). {_OFFLINE_HINT} Or download the module elsewhere and unpack it into "
                 f"{cache_dir()}/{hashlib.sha1(handle.encode()).hexdigest()} (tensorflow_hub's cache layout), or "
                 "use a local directory as the handle.",
             ) from None
