@@ -1,0 +1,422 @@
+"""Trainer module: input_fn, class weights, the two phases, history, TensorBoard, export and serving signatures.
+
+Real pieces throughout: small real PNG/JPEG images made with PIL, a real tf.Transform analysis (Beam) that writes
+the Transform output the Trainer reads, transformed gzip TFRecords produced by that Transform graph, and the
+backbone SavedModel of test_model.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+import graft  # noqa: F401
+
+# isort: split
+import tensorflow as tf
+from test_model import SIZE, backbone_spec, make_test_backbone, snapshot, train_cfg
+
+from graft.components import features, signatures
+from graft.components import model as model_lib
+from graft.components import trainer as trainer_lib
+
+CLASSES = ("circle", "square", "triangle")
+
+
+# ---- real images, real Transform -----------------------------------------------------------------------------
+def draw_image(shape: str, seed: int, fmt: str = "PNG") -> bytes:
+    """A real encoded image: one coloured shape on a noisy background, of varying size and position."""
+    rng = np.random.default_rng(seed)
+    w, h = int(rng.integers(40, 72)), int(rng.integers(40, 72))
+    bg = rng.integers(0, 60, size=(h, w, 3), dtype=np.uint8)
+    img = Image.fromarray(bg, "RGB")
+    d = ImageDraw.Draw(img)
+    cx, cy, r = w // 2 + int(rng.integers(-5, 6)), h // 2 + int(rng.integers(-5, 6)), min(w, h) // 3
+    colour = {"circle": (230, 60, 60), "square": (60, 230, 60), "triangle": (60, 60, 230)}[shape]
+    if shape == "circle":
+        d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=colour)
+    elif shape == "square":
+        d.rectangle([cx - r, cy - r, cx + r, cy + r], fill=colour)
+    else:
+        d.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=colour)
+    buf = io.BytesIO()
+    img.save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def raw_example(image: bytes, label: str | None = None, path: str | None = None) -> bytes:
+    feats = {features.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[image]))}
+    if label is not None:
+        feats[features.LABEL_KEY] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[label.encode()]))
+    if path is not None:
+        feats[features.PATH_KEY] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[path.encode()]))
+    return tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString()
+
+
+def make_split(n_per_class: int, seed: int) -> list[tuple[bytes, str]]:
+    out = []
+    for i in range(n_per_class):
+        for c, name in enumerate(CLASSES):
+            fmt = "JPEG" if (i + c) % 3 == 0 else "PNG"
+            out.append((draw_image(name, seed * 1000 + i * 10 + c, fmt), name))
+    return out
+
+
+RAW_FEATURE_SPEC = {
+    features.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string),
+    features.LABEL_KEY: tf.io.FixedLenFeature([], tf.string),
+    features.PATH_KEY: tf.io.FixedLenFeature([], tf.string),
+}
+
+
+def test_preprocessing_fn(inputs, custom_config=None):
+    """Stand-in Transform: decode, resize to the backbone's size, uint8, serialize; label via 'label_vocab'."""
+    import tensorflow_transform as tft
+
+    size = int((custom_config or {}).get("size", SIZE))
+
+    def one(encoded):
+        img = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+        img = tf.image.resize(img, [size, size], antialias=True)
+        return features.encode_transformed_image(tf.clip_by_value(tf.round(img), 0, 255))
+
+    image = tf.map_fn(one, tf.reshape(inputs[features.IMAGE_KEY], [-1]), fn_output_signature=tf.string)
+    label = tft.compute_and_apply_vocabulary(
+        inputs[features.LABEL_KEY], vocab_filename=features.LABEL_VOCAB_NAME
+    )
+    return {features.TRANSFORMED_IMAGE_KEY: image, features.TRANSFORMED_LABEL_KEY: label}
+
+
+test_preprocessing_fn.__test__ = False  # not a test
+
+
+def analyze(train: list[tuple[bytes, str]], out_dir: str, size: int = SIZE) -> str:
+    """Run the real tf.Transform analysis (Beam) on the train examples and write the Transform output."""
+    import apache_beam as beam
+    import tensorflow_transform.beam as tft_beam
+    from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
+
+    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(RAW_FEATURE_SPEC))
+    rows = [
+        {
+            features.IMAGE_KEY: img,
+            features.LABEL_KEY: label.encode(),
+            features.PATH_KEY: f"{label}/{i}".encode(),
+        }
+        for i, (img, label) in enumerate(train)
+    ]
+    with beam.Pipeline() as p, tft_beam.Context(temp_dir=os.path.join(out_dir, "tmp")):
+        transform_fn = (p | beam.Create(rows), metadata) | tft_beam.AnalyzeDataset(
+            lambda inputs: test_preprocessing_fn(inputs, {"size": size})
+        )
+        _ = transform_fn | tft_beam.WriteTransformFn(out_dir)
+    # The raw schema, as TFX's Transform writes it (serving signatures parse raw examples with it).
+    metadata_io.write_metadata(metadata, os.path.join(out_dir, "metadata"))
+    return out_dir
+
+
+def write_transformed(tft_output, examples: list[tuple[bytes, str]], path: str, shards: int = 2) -> str:
+    """Apply the Transform graph to raw examples and write gzip TFRecords of transformed tf.Examples."""
+    raw = {
+        features.IMAGE_KEY: tf.constant([e[0] for e in examples]),
+        features.LABEL_KEY: tf.constant([e[1] for e in examples]),
+        features.PATH_KEY: tf.constant([f"x/{i}" for i in range(len(examples))]),
+    }
+    out = tft_output.transform_raw_features(raw)
+    images = out[features.TRANSFORMED_IMAGE_KEY].numpy()
+    labels = out[features.TRANSFORMED_LABEL_KEY].numpy()
+    os.makedirs(path, exist_ok=True)
+    options = tf.io.TFRecordOptions(compression_type="GZIP")
+    writers = [tf.io.TFRecordWriter(os.path.join(path, f"part-{s:05d}.gz"), options) for s in range(shards)]
+    for i, (img, lab) in enumerate(zip(images, labels, strict=False)):
+        ex = tf.train.Example(
+            features=tf.train.Features(
+                feature={
+                    features.TRANSFORMED_IMAGE_KEY: tf.train.Feature(
+                        bytes_list=tf.train.BytesList(value=[img])
+                    ),
+                    features.TRANSFORMED_LABEL_KEY: tf.train.Feature(
+                        int64_list=tf.train.Int64List(value=[int(lab)])
+                    ),
+                }
+            )
+        )
+        writers[i % shards].write(ex.SerializeToString())
+    for w in writers:
+        w.close()
+    return os.path.join(path, "*")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    import tensorflow_transform as tft
+
+    root = tmp_path_factory.mktemp("trainer_data")
+    train, val = make_split(10, seed=1), make_split(4, seed=2)
+    tft_dir = analyze(train, str(root / "transform_output"))
+    tft_output = tft.TFTransformOutput(tft_dir)
+    return {
+        "root": root,
+        "train": train,
+        "val": val,
+        "tft_dir": tft_dir,
+        "tft_output": tft_output,
+        "train_files": write_transformed(tft_output, train, str(root / "Split-train")),
+        "val_files": write_transformed(tft_output, val, str(root / "Split-val")),
+        "backbone": make_test_backbone(root / "backbone"),
+        "class_names": signatures.class_names(tft_output),
+    }
+
+
+# ---- input_fn -----------------------------------------------------------------------------------------------
+def test_input_fn_streams_uint8_images_and_labels(data):
+    ds = trainer_lib.input_fn(data["train_files"], data["tft_output"], 8, SIZE, SIZE, 3, shuffle=False)
+    batches = list(ds.as_numpy_iterator())
+    images = np.concatenate([b[0] for b in batches])
+    labels = np.concatenate([b[1] for b in batches])
+    assert images.dtype == np.uint8 and images.shape == (30, SIZE, SIZE, 3)
+    assert labels.dtype == np.int64 and sorted(np.bincount(labels)) == [10, 10, 10]
+    assert [len(b[1]) for b in batches] == [8, 8, 8, 6]
+    assert images.max() > 200  # real pixels, not rescaled
+
+
+def test_input_fn_shuffles_reproducibly_with_the_seed(data):
+    def order(seed):
+        ds = trainer_lib.input_fn(
+            data["train_files"], data["tft_output"], 30, SIZE, SIZE, 3, shuffle=True, seed=seed
+        )
+        return next(iter(ds))[0].numpy().reshape(30, -1).sum(1)
+
+    a, b, c = order(7), order(7), order(8)
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_input_fn_rejects_labels_outside_the_vocabulary(data):
+    ds = trainer_lib.input_fn(data["train_files"], data["tft_output"], 8, SIZE, SIZE, 2, shuffle=False)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="outside \\[0, 2\\)"):
+        list(ds.as_numpy_iterator())
+
+
+def test_input_fn_names_missing_files(data, tmp_path):
+    with pytest.raises(trainer_lib.TrainerError, match="no transformed example files"):
+        trainer_lib.input_fn(str(tmp_path / "nothing-*"), data["tft_output"], 8, SIZE, SIZE, 3, shuffle=False)
+
+
+# ---- class weights -------------------------------------------------------------------------------------------
+def test_class_weights(data):
+    counts = trainer_lib.label_counts(data["train_files"], data["tft_output"], 3)
+    assert counts.tolist() == [10, 10, 10]
+    names = data["class_names"]
+    assert trainer_lib.class_weights("none", names, counts) is None
+    skewed = np.array([10, 20, 70])
+    w = trainer_lib.class_weights("balanced", names, skewed)
+    np.testing.assert_allclose([w[0], w[1], w[2]], [100 / 30, 100 / 60, 100 / 210])
+    m = trainer_lib.class_weights({names[1]: 3.0}, names, None)
+    assert m == {0: 1.0, 1: 3.0, 2: 1.0}
+    with pytest.raises(Exception, match="train.class_weights.*'hexagon'"):
+        trainer_lib.class_weights({"hexagon": 2.0}, names, None)
+    with pytest.raises(trainer_lib.TrainerError, match="no train examples"):
+        trainer_lib.class_weights("balanced", names, np.array([5, 0, 5]))
+
+
+# ---- the two phases --------------------------------------------------------------------------------------------
+def _datasets(data, batch=8):
+    train = trainer_lib.input_fn(
+        data["train_files"], data["tft_output"], batch, SIZE, SIZE, 3, shuffle=True, seed=3
+    )
+    val = trainer_lib.input_fn(data["val_files"], data["tft_output"], batch, SIZE, SIZE, 3, shuffle=False)
+    return train, val
+
+
+def test_two_phases_history_one_epoch_axis_and_tensorboard(data, tmp_path):
+    trainer_lib.disable_autograph_for_tf_keras()
+    cfg = train_cfg(
+        phase1_epochs=3,
+        phase2_epochs=2,
+        fine_tune_fraction=0.5,
+        phase1_learning_rate=0.01,
+        phase2_learning_rate=1e-3,
+        early_stopping_patience=5,
+        label_smoothing=0.1,
+    )
+    model = model_lib.build_classifier(backbone_spec(data["backbone"]), 3, cfg)
+    layer = model_lib.backbone_layer(model)
+    before = snapshot(layer.resolved_object.variables)
+    train, val = _datasets(data)
+    tb = str(tmp_path / "model_run")
+    history = trainer_lib.train_two_phases(model, train, val, cfg, 3, tensorboard_dir=tb)
+
+    epochs = history["epochs"]
+    assert [(r["phase"], r["epoch"]) for r in epochs] == [(1, 0), (1, 1), (1, 2), (2, 3), (2, 4)]
+    for r in epochs:
+        assert {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"} <= set(r)
+    assert [r["learning_rate"] for r in epochs] == pytest.approx([0.01] * 3 + [1e-3] * 2)
+    assert [p["trainable_backbone_variables"] for p in history["phases"]] == [0, 4]
+    sel = history["selected"]
+    best = min(epochs, key=lambda r: r["val_loss"])
+    assert (sel["phase"], sel["epoch"]) == (best["phase"], best["epoch"])
+    # The restored weights are the selected epoch's: evaluating val reproduces its val_loss.
+    model.compile(loss=model_lib.make_loss(3, 0.1))
+    assert model.evaluate(val, verbose=0) == pytest.approx(sel["val_loss"], rel=1e-4)
+    # BatchNorm statistics never move; the model is exported frozen.
+    after = snapshot(layer.resolved_object.variables)
+    assert all(np.array_equal(before[k], after[k]) for k in before if "moving_" in k)
+    assert model.trainable_weights == model_lib.head_variables(model)
+    # One TensorBoard curve: epoch scalars 0..4 in one train and one validation log.
+    steps = _tensorboard_steps(tb, "epoch_loss")
+    assert steps == {"train": [0, 1, 2, 3, 4], "validation": [0, 1, 2, 3, 4]}
+    assert _tensorboard_steps(tb, "epoch_phase")["train"] == [0, 1, 2, 3, 4]
+
+
+def _tensorboard_steps(logdir: str, tag: str) -> dict[str, list[int]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = {}
+    for sub in ("train", "validation"):
+        acc = EventAccumulator(os.path.join(logdir, sub), size_guidance={"tensors": 0})
+        acc.Reload()
+        if tag in acc.Tags().get("tensors", []):
+            out[sub] = [e.step for e in acc.Tensors(tag)]
+    return out
+
+
+def test_fraction_zero_skips_phase_two(data):
+    cfg = train_cfg(phase1_epochs=1, phase2_epochs=3, fine_tune_fraction=0.0, augment=train_cfg().augment)
+    model = model_lib.build_classifier(backbone_spec(data["backbone"]), 3, cfg)
+    train, val = _datasets(data)
+    history = trainer_lib.train_two_phases(model, train, val, cfg, 3)
+    assert [p["phase"] for p in history["phases"]] == [1]
+    assert {r["phase"] for r in history["epochs"]} == {1}
+
+
+# ---- export and signatures -----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def exported(data):
+    cfg = train_cfg(
+        phase1_epochs=12,
+        phase2_epochs=1,
+        fine_tune_fraction=0.3,
+        phase1_learning_rate=0.05,
+        early_stopping_patience=4,
+    )
+    model = model_lib.build_classifier(backbone_spec(data["backbone"]), 3, cfg)
+    train, val = _datasets(data)
+    trainer_lib.train_two_phases(model, train, val, cfg, 3)
+    export_dir = str(data["root"] / "export" / "Format-Serving")
+    signatures.export_model(model, data["tft_output"], export_dir, SIZE, SIZE)
+    return model, export_dir
+
+
+def test_export_has_the_three_signatures(exported):
+    _, export_dir = exported
+    loaded = tf.saved_model.load(export_dir)
+    assert set(loaded.signatures) >= {"serving_default", "serving_tf_example", "transform_features"}
+    sd = loaded.signatures["serving_default"]
+    (arg,) = sd.structured_input_signature[1].values()
+    assert arg.name == features.IMAGE_KEY and arg.dtype == tf.string and arg.shape.as_list() == [None]
+    assert set(sd.structured_outputs) == {"probabilities", "class_index", "class_name"}
+    # The label vocabulary travelled with the model as an asset.
+    assets = os.listdir(os.path.join(export_dir, "assets"))
+    assert any(features.LABEL_VOCAB_NAME in a for a in assets), assets
+
+
+def test_serving_default_on_raw_bytes_equals_the_model_on_transform_output(data, exported):
+    model, export_dir = exported
+    loaded = tf.saved_model.load(export_dir)
+    images = [img for img, _ in data["val"]]
+    served = loaded.signatures["serving_default"](image_bytes=tf.constant(images))
+
+    # The same images through Transform's output (as training saw them) and the in-memory Keras model.
+    transformed = data["tft_output"].transform_raw_features(
+        {features.IMAGE_KEY: tf.constant(images)}, drop_unused_features=True
+    )
+    pixels = tf.map_fn(
+        lambda s: features.decode_transformed_image(s, SIZE, SIZE),
+        transformed[features.TRANSFORMED_IMAGE_KEY],
+        fn_output_signature=tf.uint8,
+    )
+    expected = tf.nn.softmax(model(pixels, training=False)).numpy()
+    delta = np.abs(served["probabilities"].numpy() - expected).max()
+    assert delta <= 1e-5, delta
+    np.testing.assert_array_equal(served["class_index"].numpy(), expected.argmax(1))
+    names = [n.decode() for n in served["class_name"].numpy()]
+    assert names == [data["class_names"][i] for i in expected.argmax(1)]
+    # It learned something real: better than chance (1/3) on the held-out val images.
+    truth = [label for _, label in data["val"]]
+    assert np.mean([a == b for a, b in zip(names, truth, strict=False)]) > 0.5
+
+
+def test_rest_b64_payload_goes_through_serving_default(data, exported):
+    _, export_dir = exported
+    loaded = tf.saved_model.load(export_dir)
+    img, label = data["val"][0]
+    # What a client posts to TF Serving's REST predict API, and what the server does with it.
+    body = json.dumps({"instances": [{"b64": base64.b64encode(img).decode("ascii")}]})
+    decoded = [base64.b64decode(inst["b64"]) for inst in json.loads(body)["instances"]]
+    out = loaded.signatures["serving_default"](image_bytes=tf.constant(decoded))
+    direct = loaded.signatures["serving_default"](image_bytes=tf.constant([img]))
+    np.testing.assert_array_equal(out["probabilities"].numpy(), direct["probabilities"].numpy())
+    assert out["probabilities"].shape == (1, 3)
+    np.testing.assert_allclose(out["probabilities"].numpy().sum(), 1.0, rtol=1e-5)
+
+
+def test_serving_tf_example_and_transform_features(data, exported):
+    _, export_dir = exported
+    loaded = tf.saved_model.load(export_dir)
+    images = [img for img, _ in data["val"][:6]]
+    labels = [label for _, label in data["val"][:6]]
+    by_bytes = loaded.signatures["serving_default"](image_bytes=tf.constant(images))
+    # Serving examples carry no label; evaluation examples do (ignored by serving_tf_example).
+    for with_label in (False, True):
+        ex = [raw_example(i, lab if with_label else None) for i, lab in zip(images, labels, strict=False)]
+        by_example = loaded.signatures["serving_tf_example"](examples=tf.constant(ex))
+        np.testing.assert_allclose(
+            by_example["probabilities"].numpy(), by_bytes["probabilities"].numpy(), atol=1e-6
+        )
+    ex = [
+        raw_example(i, lab, f"{lab}/{k}.png") for k, (i, lab) in enumerate(zip(images, labels, strict=False))
+    ]
+    tf_out = loaded.signatures["transform_features"](examples=tf.constant(ex))
+    vocab = data["class_names"]
+    assert tf_out[features.TRANSFORMED_LABEL_KEY].numpy().reshape(-1).tolist() == [
+        vocab.index(x) for x in labels
+    ]
+    img0 = features.decode_transformed_image(tf_out[features.TRANSFORMED_IMAGE_KEY][0], SIZE, SIZE)
+    assert img0.dtype == tf.uint8
+
+
+def test_serving_default_rejects_a_non_image_with_a_clear_error(exported):
+    _, export_dir = exported
+    loaded = tf.saved_model.load(export_dir)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="(?i)unknown image file format|decode"):
+        loaded.signatures["serving_default"](image_bytes=tf.constant([b"not an image"]))
+
+
+# ---- AutoGraph rule ------------------------------------------------------------------------------------------
+def test_autograph_rule_for_tf_keras_is_idempotent():
+    from tensorflow.python.autograph.core import config as ag_config
+
+    trainer_lib.disable_autograph_for_tf_keras()
+    n = len(ag_config.CONVERSION_RULES)
+    trainer_lib.disable_autograph_for_tf_keras()
+    assert len(ag_config.CONVERSION_RULES) == n
+    assert trainer_lib.autograph_rules_active()
+    import tf_keras
+    from tensorflow.python.autograph.impl import conversion
+
+    assert conversion.is_allowlisted(tf_keras.Model.train_step)
+
+
+def test_history_json_written_where_asked(tmp_path):
+    h = {"epochs": [{"phase": 1, "epoch": 0, "loss": 1.0}], "phases": [], "selected": {}}
+    paths = trainer_lib.write_history(h, str(tmp_path / "a"), str(tmp_path / "b"), "")
+    assert [Path(p).parent.name for p in paths] == ["a", "b"]
+    assert json.loads(Path(paths[0]).read_text()) == h
