@@ -145,6 +145,9 @@ def test_building_again_is_a_no_op(mobilenet, hub_cache):
     assert result.exit_code == 0, result.output
     assert result.output.strip().splitlines()[-1] == str(fv_dir)  # the module's path is printed last
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert not [
+        p.name for p in (hub_cache / "graft").iterdir() if p.name.startswith(".")
+    ]  # no build leftovers
 
 
 def _cli():
@@ -223,6 +226,14 @@ def test_tiny_is_deterministic_and_resolvable(tiny, tmp_path):
     assert all(np.array_equal(x.numpy(), y.numpy()) for x, y in zip(a, b, strict=True))
     with pytest.raises(BackboneError, match=r"\[16, 1024\]"):
         backbones.build_tiny(8)
+    # --force rebuilds (same weights, new files); without it, nothing is written.
+    pb = other / "saved_model.pb"
+    stamp = pb.stat().st_mtime_ns
+    assert backbones.build_tiny(32, out_dir=tmp_path) == other and pb.stat().st_mtime_ns == stamp
+    backbones.build_tiny(32, out_dir=tmp_path, force=True)
+    assert pb.stat().st_mtime_ns != stamp
+    c = tf.saved_model.load(str(other)).variables
+    assert all(np.array_equal(x.numpy(), y.numpy()) for x, y in zip(a, c, strict=True))
 
 
 def test_metadata_from_the_signature_matches_the_json(tiny, tmp_path):

@@ -29,11 +29,11 @@ This module is cheap to import (no TensorFlow at import time): the CLI lists its
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
 import shutil
-import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -564,17 +564,25 @@ def _export(
     to_range: tuple[float, float],
     output_name: str,
     labels: list[str] | None = None,
+    force: bool = False,
 ) -> Path:
     """Save ``model`` (a tf.keras model on ``to_range`` inputs) as a TF Hub reusable SavedModel at ``out``.
 
-    Built in a temporary sibling directory and renamed into place, so a crash never leaves half a module.
+    Built in a temporary sibling directory and renamed into place, so a crash never leaves half a module and a
+    reader never sees one. If an identical build appeared meanwhile (another process), it is kept as is.
     """
     import tensorflow as tf
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    scratch = out.parent / f".{out.name}.scratch-{uuid.uuid4().hex[:8]}"
     try:
-        module = _HubImageModule(model, to_range, size, size, labels, name=out.name)
+        labels_file = None
+        if labels:
+            scratch.mkdir()
+            labels_file = scratch / "labels.txt"  # saved as assets/labels.txt: one class name per logit
+            labels_file.write_text("\n".join(labels) + "\n")
+        module = _hub_module_class()(model, to_range, labels_file, name=out.name)
         spec = tf.TensorSpec([None, size, size, 3], tf.float32, name="images")
         serving = module.__call__.get_concrete_function(spec, training=False)
         # Both variants traced (TF Hub reusable format): hub.KerasLayer picks one with a Python bool.
@@ -603,6 +611,8 @@ def _export(
             "saved_model_sha256": _sha256_of(str(tmp / "saved_model.pb")),
         }
         (tmp / METADATA_FILE).write_text(json.dumps(full, indent=2) + "\n")
+        if not force and _up_to_date(out, key):
+            return out  # an identical module appeared while this one was built: leave it for its readers
         if out.exists():
             shutil.rmtree(out)
         try:
@@ -611,12 +621,15 @@ def _export(
             if not _up_to_date(out, key):  # another process won the race with an identical build: keep it
                 raise
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        for d in (tmp, scratch):
+            if d.exists():
+                shutil.rmtree(d, ignore_errors=True)
     return out
 
 
-def _make_hub_module_class():
+@functools.cache
+def _hub_module_class():
+    """The tf.Module class Graft exports (defined on first use: TensorFlow is not imported with this module)."""
     import tensorflow as tf
 
     class HubImageModule(tf.Module):
@@ -631,7 +644,7 @@ def _make_hub_module_class():
         variables = None
         trainable_variables = None
 
-        def __init__(self, model, to_range, height, width, labels, name):
+        def __init__(self, model, to_range, labels_file, name):
             super().__init__(name=name.replace("-", "_"))
             self.variables = list(model.variables)
             self.trainable_variables = list(model.trainable_variables)
@@ -646,23 +659,10 @@ def _make_hub_module_class():
                 return keras_model(images * (hi - lo) + lo, training=training)
 
             self.__call__ = call
-            if labels:
-                # Saved as assets/labels.txt (an Asset keeps its file name); one class name per logit.
-                labels_path = Path(tempfile.mkdtemp(prefix="graft-labels-")) / "labels.txt"
-                labels_path.write_text("\n".join(labels) + "\n")
-                self.labels_file = tf.saved_model.Asset(str(labels_path))
+            if labels_file is not None:
+                self.labels_file = tf.saved_model.Asset(str(labels_file))
 
     return HubImageModule
-
-
-class _LazyModuleClass:
-    cls = None
-
-
-def _HubImageModule(*args, **kwargs):  # noqa: N802  (a class built lazily: TensorFlow is imported on first use)
-    if _LazyModuleClass.cls is None:
-        _LazyModuleClass.cls = _make_hub_module_class()
-    return _LazyModuleClass.cls(*args, **kwargs)
 
 
 def build_tiny(size: int = TINY_DEFAULT_SIZE, out_dir: str | Path | None = None, force: bool = False) -> Path:
@@ -703,7 +703,14 @@ def build_tiny(size: int = TINY_DEFAULT_SIZE, out_dir: str | Path | None = None,
         "source": f"random init, seed {TINY_SEED}",
     }
     return _export(
-        model, out, size=size, key=key, meta=meta, to_range=(-1.0, 1.0), output_name="feature_vector"
+        model,
+        out,
+        size=size,
+        key=key,
+        meta=meta,
+        to_range=(-1.0, 1.0),
+        output_name="feature_vector",
+        force=force,
     )
 
 
@@ -748,6 +755,7 @@ def import_mobilenet_v1(
         },
         to_range=(-1.0, 1.0),
         output_name="feature_vector",
+        force=force,
     )
     dense = tf.keras.layers.Dense(mv1.NUM_CLASSES, name="logits")
     classifier = tf.keras.Model(backbone.input, dense(backbone.output), name="mobilenet_v1_classifier")
@@ -769,6 +777,7 @@ def import_mobilenet_v1(
         to_range=(-1.0, 1.0),
         output_name="logits",
         labels=[name for _synset, name in classes],
+        force=force,
     )
     return fv_dir, cls_dir
 
