@@ -266,6 +266,13 @@ def test_stale_json_is_not_trusted(tiny, tmp_path):
     shutil.copy(other / "saved_model.pb", module / "saved_model.pb")  # JSON still says 32
     info = backbones.resolve_backbone(str(module))
     assert (info.height, info.metadata_from) == (48, "module signature")
+    # A hand-edited JSON that lost keys is not trusted either.
+    edited = _copy_module(tiny, tmp_path / "edited")
+    meta = json.loads((edited / backbones.METADATA_FILE).read_text())
+    del meta["height"]
+    (edited / backbones.METADATA_FILE).write_text(json.dumps(meta))
+    info = backbones.resolve_backbone(str(edited))
+    assert (info.height, info.metadata_from) == (32, "module signature")
 
 
 def test_info_json_round_trip_and_errors(tiny):

@@ -326,6 +326,17 @@ def _sha256_of(path: str) -> str:
 
 
 # ---- reading the metadata --------------------------------------------------------------------------------------
+_REQUIRED_METADATA = (
+    "variant",
+    "height",
+    "width",
+    "output_size",
+    "num_variables",
+    "num_trainable_variables",
+    "saved_model_sha256",
+)
+
+
 def read_module_metadata(module_dir: str) -> dict | None:
     """The graft_backbone.json beside a module, if present and still describing this saved_model.pb."""
     gfile = _gfile()
@@ -339,6 +350,8 @@ def read_module_metadata(module_dir: str) -> dict | None:
         return None
     if not isinstance(meta, dict) or meta.get("graft_backbone_format") != METADATA_FORMAT:
         return None
+    if any(k not in meta for k in _REQUIRED_METADATA):
+        return None  # hand-edited or truncated: read the module itself
     if meta.get("saved_model_sha256") != _sha256_of(os.path.join(module_dir, "saved_model.pb")):
         return None  # the module changed after the JSON was written: read the module itself
     return meta
