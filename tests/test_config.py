@@ -38,6 +38,7 @@ def test_yaml_then_set_overrides(tmp_path):
         ("data.classes=[ok, ../evil]", "not a safe name"),
         ("evaluation.min_accuracy=1.5", "'evaluation.min_accuracy'"),
         ("train.phase1_learning_rate=.nan", "finite"),
+        ("data.schema_path=my_schema.txt", "'data.schema_path'"),
     ],
 )
 def test_bad_values_name_the_key(override, needle):

@@ -65,6 +65,10 @@ class DataConfig:
     max_image_pixels: int = 50_000_000
     # Read the newest span-N/ folder (TFX span semantics) when the data folder has span-N/ subfolders.
     use_spans: bool = True
+    # Curated schema (tensorflow_metadata Schema, text format) the data is validated against. Empty: the one Graft
+    # ships (graft/schemas/image_classification/schema.pbtxt). `graft schema infer --data DIR` writes a starting
+    # point. Read when the pipeline is built; its label domain is filled in at run time.
+    schema_path: str = ""
 
     def validate(self) -> None:
         for k in ("train_fraction", "val_fraction", "test_fraction"):
@@ -80,6 +84,11 @@ class DataConfig:
         _check(self.min_train_examples_per_class >= 1, "data.min_train_examples_per_class", "must be >= 1")
         _check(self.max_image_pixels >= 1, "data.max_image_pixels", "must be >= 1")
         _check(len(set(self.classes)) == len(self.classes), "data.classes", "class names must be unique")
+        _check(
+            not self.schema_path or self.schema_path.endswith(".pbtxt"),
+            "data.schema_path",
+            f"{self.schema_path!r}: expected a text-format schema file ending in .pbtxt",
+        )
         for c in self.classes:
             check_safe_name(c, "data.classes")
 
