@@ -460,9 +460,19 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
             "classes": classes,
             "counts": counts,
         }
+        max_bad = float(settings["max_bad_fraction"])
+        failing = num_examples == 0 or bad_fraction > max_bad
         report_mod.write_json(os.path.join(artifact.uri, report_mod.REPORT_FILE), rep)
         skipped_file = os.path.join(artifact.uri, report_mod.SKIPPED_FILE)
         report_mod.write_json(skipped_file, skipped)
+        if failing and skipped:
+            # TFX deletes a failed execution's output directories: keep the list where the user can read it,
+            # beside the component's artifacts (<pipeline_root>/<component>/skipped_files/<execution>.json).
+            artifact_dir = artifact.uri.rstrip("/")
+            kept_dir = os.path.join(os.path.dirname(os.path.dirname(artifact_dir)), "skipped_files")
+            _makedirs(kept_dir)
+            skipped_file = os.path.join(kept_dir, f"{os.path.basename(artifact_dir)}.json")
+            report_mod.write_json(skipped_file, skipped)
         artifact.set_string_custom_property(report_mod.PROP_CLASSES, json.dumps(classes))
         artifact.set_string_custom_property(report_mod.PROP_COUNTS, json.dumps(counts, sort_keys=True))
         artifact.set_int_custom_property(report_mod.PROP_NUM_EXAMPLES, num_examples)
@@ -494,7 +504,6 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
                 )
                 + f". {layout._LAYOUT_HELP}"  # noqa: SLF001
             )
-        max_bad = float(settings["max_bad_fraction"])
         if bad_fraction > max_bad:
             raise TooManyBadFilesError(
                 f"{len(skipped)} of {num_files} input files ({bad_fraction:.1%}) are not usable images, more than "

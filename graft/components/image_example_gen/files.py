@@ -17,6 +17,7 @@ import glob as _glob
 import hashlib
 import io
 import os
+import re
 import stat as _stat
 import warnings
 from dataclasses import dataclass
@@ -211,9 +212,14 @@ def check_image(data: bytes, max_pixels: int) -> str | None:
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
             img = Image.open(io.BytesIO(data))
-        except Image.DecompressionBombError as e:
-            return f"image too large ({e}); refused without decoding (data.max_image_pixels={max_pixels})"
+        except Image.DecompressionBombError as e:  # PIL's own limit (2x its MAX_IMAGE_PIXELS) fired first
+            m = re.search(r"\((\d+) pixels\)", str(e))
+            pixels = f"{int(m.group(1)):,} pixels" if m else "more pixels than PIL allows"
+            return _too_large(pixels, max_pixels)
         except UnidentifiedImageError:
+            fmt = sniff_format(data)
+            if fmt:
+                return f"corrupt {fmt}: its header cannot be read (broken or truncated file)"
             return "not an image (unrecognised file content)"
         except Exception as e:  # noqa: BLE001 - PIL raises many types for broken headers
             return f"corrupt image header: {e}"
@@ -230,10 +236,7 @@ def check_image(data: bytes, max_pixels: int) -> str | None:
         pixels = width * height * frames
         if pixels > max_pixels:
             what = f"{width}x{height}" + (f"x{frames} frames" if frames > 1 else "")
-            return (
-                f"image too large: {what} = {pixels:,} pixels > data.max_image_pixels={max_pixels:,}; refused "
-                "without decoding (possible decompression bomb)"
-            )
+            return _too_large(f"{what} = {pixels:,} pixels", max_pixels)
         if width < 1 or height < 1:
             return f"image has no pixels ({width}x{height})"
         try:
@@ -242,6 +245,30 @@ def check_image(data: bytes, max_pixels: int) -> str | None:
         except Exception as e:  # noqa: BLE001
             return f"corrupt {fmt}: {e}"
     return _tf_decode_problem(data, fmt)
+
+
+def _too_large(what: str, max_pixels: int) -> str:
+    return (
+        f"image too large: {what} > data.max_image_pixels={max_pixels:,}; refused without decoding "
+        "(possible decompression bomb)"
+    )
+
+
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"BM", "BMP"),
+)
+
+
+def sniff_format(data: bytes) -> str | None:
+    """The format a file's magic bytes announce (even when the rest is broken), or None."""
+    for magic, fmt in _MAGIC:
+        if data.startswith(magic):
+            return fmt
+    return None
 
 
 def _tf_decode_problem(data: bytes, fmt: str) -> str | None:

@@ -135,6 +135,10 @@ def _form_of_dir(root: str) -> tuple[str, dict[str, str]]:
         and features.TRAIN_SPLIT in split_dirs
     ):
         return "presplit", _presplit_patterns(split_dirs)
+    # A manifest next to the image folders announces itself with its 'path,label' header.
+    with_header = [c for c in csvs if _csv_has_header(files.join(root, c))]
+    if len(with_header) == 1:
+        return "csv", {SINGLE_SPLIT: with_header[0]}
     if len(csvs) == 1 and not dirs:
         return "csv", {SINGLE_SPLIT: csvs[0]}
     if len(csvs) > 1 and not dirs:
@@ -151,6 +155,23 @@ def _form_of_dir(root: str) -> tuple[str, dict[str, str]]:
         + (f" (it holds {', '.join(plain[:5])})" if plain else " (it is empty)")
         + f". {_LAYOUT_HELP}"
     )
+
+
+def _csv_has_header(path: str) -> bool:
+    try:
+        if files.is_remote(path):
+            import tensorflow as tf
+
+            with tf.io.gfile.GFile(path, "rb") as f:
+                raw = f.read(256)
+        else:
+            with open(path, "rb") as f:
+                raw = f.read(256)
+    except Exception:  # noqa: BLE001 - unreadable: not a manifest
+        return False
+    head = raw.decode("utf-8-sig", "replace")
+    first = head.splitlines()[0] if head else ""
+    return [c.strip().lower() for c in first.split(",")] == ["path", "label"]
 
 
 def _presplit_patterns(split_dirs: dict[str, str]) -> dict[str, str]:

@@ -4,6 +4,8 @@
   form, data_path, span, num_files (files or records looked at), num_examples, num_skipped, bad_fraction,
   classes (sorted class names found), counts {split: {class: n}}, num_ignored_folders
 ``<examples.uri>/skipped_files.json``: [{"path": <relative path>, "reason": <plain words>}, ...] sorted by path.
+When the run stops on bad files, TFX deletes the failed execution's outputs, so the list is also kept at
+``<pipeline_root>/<ExampleGen id>/skipped_files/<execution id>.json`` (the error message names it).
 
 The same summary is on the Examples artifact as custom properties (``graft_classes``, ``graft_counts`` as JSON
 strings; ``graft_num_examples``, ``graft_num_skipped`` as ints) for MLMD queries and the run report; the files are

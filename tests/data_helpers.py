@@ -1,0 +1,142 @@
+"""Helpers for the data-half tests: small real images (PIL), bad files, and running the real DAG."""
+
+from __future__ import annotations
+
+import glob
+import io
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+CLASSES = ("bird", "cat", "dog")
+
+
+def image_bytes(size=(16, 16), fmt="PNG", mode="RGB", seed=0, frames=1) -> bytes:
+    """A real encoded image with random content (unique per seed)."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    channels = {"RGB": 3, "RGBA": 4, "L": 1}[mode]
+    arrays = [(rng.random((h, w, channels)) * 255).astype(np.uint8) for _ in range(frames)]
+    imgs = [Image.fromarray(a[:, :, 0] if channels == 1 else a, mode=mode) for a in arrays]
+    buf = io.BytesIO()
+    if fmt == "GIF" and frames > 1:
+        imgs[0].save(buf, "GIF", save_all=True, append_images=imgs[1:], duration=50, loop=0)
+    else:
+        kwargs = {"quality": 90} if fmt == "JPEG" else {}
+        imgs[0].save(buf, fmt, **kwargs)
+    return buf.getvalue()
+
+
+def write(path: Path | str | bytes, data: bytes) -> None:
+    d = os.path.dirname(path)
+    os.makedirs(d, exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def make_tree(root: Path, classes=CLASSES, per_class=10, seed0=0, start=0, fmt="PNG") -> list[str]:
+    """root/<class>/<i>.png; returns the relative paths written."""
+    rels = []
+    for ci, c in enumerate(classes):
+        for i in range(start, start + per_class):
+            rel = f"{c}/{i:03d}.{fmt.lower()}"
+            write(root / rel, image_bytes(fmt=fmt, seed=seed0 + ci * 1000 + i))
+            rels.append(rel)
+    return rels
+
+
+# ---- bad files ------------------------------------------------------------------------------------------------------
+def truncated_jpeg(seed=1) -> bytes:
+    data = image_bytes(size=(64, 48), fmt="JPEG", seed=seed)
+    return data[: len(data) * 2 // 3]
+
+
+def png_bad_crc(seed=2, chunk="IHDR") -> bytes:
+    """A PNG with one chunk's CRC flipped (IHDR: PIL cannot open it; IDAT: only verify() notices)."""
+    data = bytearray(image_bytes(fmt="PNG", seed=seed))
+    pos = 8
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind = bytes(data[pos + 4 : pos + 8]).decode()
+        if kind == chunk:
+            data[pos + 8 + length] ^= 0xFF
+            return bytes(data)
+        pos += 12 + length
+    raise ValueError(f"no {chunk} chunk")
+
+
+def _chunk(kind: bytes, payload: bytes) -> bytes:
+    return (
+        struct.pack(">I", len(payload))
+        + kind
+        + payload
+        + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF)
+    )
+
+
+def huge_png_header(width=100_000, height=100_000) -> bytes:
+    """A PNG whose header claims width x height pixels, with a few bytes of (not enough) data: any attempt to
+    decode it fails with a decode error, so a 'too many pixels' reason proves the header check came first."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", ihdr)
+        + _chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + _chunk(b"IEND", b"")
+    )
+
+
+# ---- reading outputs ------------------------------------------------------------------------------------------------
+def read_split(examples_uri: str, split: str) -> list[dict]:
+    """The tf.Examples of one split of an Examples artifact, as {feature: value (or list)}."""
+    import tensorflow as tf
+
+    paths = sorted(glob.glob(os.path.join(examples_uri, f"Split-{split}", "*.gz")))
+    out = []
+    for rec in tf.data.TFRecordDataset(paths, compression_type="GZIP"):
+        ex = tf.train.Example.FromString(rec.numpy())
+        d = {}
+        for k, feat in ex.features.feature.items():
+            vals = list(feat.bytes_list.value) or list(feat.int64_list.value) or list(feat.float_list.value)
+            d[k] = vals[0] if len(vals) == 1 else vals
+        out.append(d)
+    return out
+
+
+def latest_artifact(metadata_path: str, type_name: str):
+    """(uri, custom_properties dict) of the newest artifact of a type in an MLMD sqlite store."""
+    from ml_metadata import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+
+    cfg = metadata_store_pb2.ConnectionConfig()
+    cfg.sqlite.filename_uri = metadata_path
+    store = metadata_store.MetadataStore(cfg)
+    arts = store.get_artifacts_by_type(type_name)
+    if not arts:
+        return None, {}
+    a = max(arts, key=lambda x: x.id)
+    props = {}
+    for k, v in a.custom_properties.items():
+        which = v.WhichOneof("value")
+        props[k] = getattr(v, which) if which else None
+    return a.uri, props
+
+
+def executions(metadata_path: str) -> dict[str, list[str]]:
+    """node id -> states of its executions (oldest first), from MLMD's node contexts."""
+    from ml_metadata import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+
+    cfg = metadata_store_pb2.ConnectionConfig()
+    cfg.sqlite.filename_uri = metadata_path
+    store = metadata_store.MetadataStore(cfg)
+    out: dict[str, list[str]] = {}
+    for ctx in store.get_contexts_by_type("node"):
+        node = ctx.name.split(".", 1)[-1]
+        execs = sorted(store.get_executions_by_context(ctx.id), key=lambda e: e.id)
+        out[node] = [metadata_store_pb2.Execution.State.Name(e.last_known_state) for e in execs]
+    return out
