@@ -13,8 +13,10 @@ Thresholds (TFMA writes no blessing at all without thresholds, tfx#5148, so ``mi
 * per-class recall floor: accuracy within each ``label`` slice (= recall of that class) >=
   ``evaluation.min_class_recall`` (only when > 0).
 
-Per-class precision / recall and macro AUC need the class ids when the DAG is built; they are added when the
-config or the data scan knows the classes. The confusion matrix is always computed (it holds every class).
+Per-class precision and recall are read from the multi-class confusion matrix (argmax predictions, as served),
+which is always computed; TFMA's binarized Precision/Recall would threshold each class's probability at 0.5
+instead, and its top_k variant fails with binarized class ids in TFMA 0.47. Macro AUC needs the class ids when
+the DAG is built; it is added when the config or the folder scan knows the classes.
 """
 
 from __future__ import annotations
@@ -59,15 +61,14 @@ def build_eval_config(cfg: EvaluationConfig, class_names: list[str] | None = Non
         metrics[1].per_slice_thresholds.extend(per_slice)
     metrics_specs = [tfma.MetricsSpec(metrics=metrics)]
     if class_names:
+        # One-vs-rest AUC per class and its unweighted macro average (needs the class ids at build time).
         metrics_specs.append(
             tfma.MetricsSpec(
-                metrics=[
-                    tfma.MetricConfig(class_name="Precision"),
-                    tfma.MetricConfig(class_name="Recall"),
-                    tfma.MetricConfig(class_name="AUC"),
-                ],
+                metrics=[tfma.MetricConfig(class_name="AUC")],
                 binarize=tfma.BinarizationOptions(class_ids={"values": list(range(len(class_names)))}),
-                aggregate=tfma.AggregationOptions(macro_average=True),
+                aggregate=tfma.AggregationOptions(
+                    macro_average=True, class_weights={i: 1.0 for i in range(len(class_names))}
+                ),
             )
         )
     return tfma.EvalConfig(

@@ -1,8 +1,9 @@
 """``create_pipeline(config, backbone_info)``: the one place the TFX DAG is wired.
 
-Data half (this module):
   ImageExampleGen -> StatisticsGen -> CuratedSchemaGen (committed schema + label domain) -> ExampleValidator
   -> DataGate (stops the run on any data problem) -> Transform (analyze train, transform train/val/test)
+  -> Trainer (train / val) -> baseline Resolver (last blessed model older than the candidate)
+  -> Evaluator (test split, thresholds -> blessing) -> Pusher (blessed only, TF Serving layout)
 
 Transform reads its schema from the gate's ``validated_schema`` output: it cannot run unless the gate passed, on
 LocalDagRunner and KubeflowV2DagRunner alike. Transform's analyzer-cache resolver is deliberately not wired (it
@@ -23,6 +24,8 @@ from typing import Any
 from graft.pipeline.config import ConfigError, GraftConfig
 
 PREPROCESSING_FN = "graft.components.preprocessing.preprocessing_fn"
+RUN_FN = "graft.components.trainer.run_fn"
+BASELINE_RESOLVER_ID = "latest_blessed_model_resolver"
 
 
 def schema_text(config: GraftConfig) -> str:
@@ -65,24 +68,74 @@ def transform_custom_config(config: GraftConfig, backbone_info: Any) -> dict[str
     return {"graft_config": reduced.to_json(), "backbone": json.dumps(backbone, sort_keys=True)}
 
 
+def class_names_hint(config: GraftConfig, layout) -> list[str] | None:
+    """The class list when it is cheap to know at build time: configured, or the class folders of a folder tree
+    (newest span). TFMA needs it for per-class precision / recall and macro AUC (binarized by class id); without
+    it the Evaluator still computes accuracy, the per-label slices and the confusion matrix."""
+    if config.data.classes:
+        return list(config.data.classes)
+    from graft.components.image_example_gen import files
+    from graft.components.image_example_gen.layout import SPAN_DIR_RE
+
+    try:
+        root = layout.input_base
+        if layout.spans:
+            spans = sorted(
+                (int(m.group(1)), n) for n, d in files.list_dir(root) if d and (m := SPAN_DIR_RE.match(n))
+            )
+            root = files.join(root, spans[-1][1])
+        if layout.form == "folders":
+            names = {n for n, d in files.list_dir(root) if d}
+        elif layout.form == "presplit":
+            names = {
+                c
+                for split, d in files.list_dir(root)
+                if d
+                for c, cd in files.list_dir(files.join(root, split))
+                if cd
+            }
+        else:
+            return None
+    except Exception:  # noqa: BLE001 - a hint only; the DAG is correct without it
+        return None
+    return sorted(names) if len(names) >= 2 else None
+
+
+def trainer_custom_config(config: GraftConfig, backbone_info: Any) -> dict[str, str]:
+    """Trainer's custom_config: ``train``, ``backbone`` and the class list only (defaults elsewhere).
+
+    Exec properties are TFX's cache key: a change of evaluation thresholds or the push destination must not retrain.
+    """
+    reduced = GraftConfig()
+    reduced.train = config.train
+    reduced.backbone = config.backbone
+    reduced.data.classes = list(config.data.classes)
+    b = _backbone_dict(backbone_info)
+    return {"graft_config": reduced.to_json(), "backbone": json.dumps(b, sort_keys=True)}
+
+
 def create_pipeline(
     config: GraftConfig,
     backbone_info: Any,
     *,
     pipeline_root: str | None = None,
     metadata_path: str | None = None,
+    serving_dir: str | None = None,
     for_kubeflow: bool = False,
 ):
     """Build the TFX pipeline. Local by default (sqlite MLMD at ``config.metadata_path``); ``for_kubeflow=True``
     leaves MLMD to the cluster and uses ``kubeflow.pipeline_root``."""
     import graft  # noqa: F401, I001  (legacy Keras before TensorFlow)
 
-    from tfx.components import ExampleValidator, StatisticsGen, Transform
+    from tfx.components import Evaluator, ExampleValidator, Pusher, StatisticsGen, Trainer, Transform
+    from tfx.dsl.components.common.resolver import Resolver
+    from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
     from tfx.orchestration import metadata
     from tfx.orchestration import pipeline as tfx_pipeline
-    from tfx.proto import transform_pb2
+    from tfx.proto import pusher_pb2, trainer_pb2, transform_pb2
+    from tfx.types import Channel, standard_artifacts
 
-    from graft.components import data_gate, features
+    from graft.components import baseline_resolver, data_gate, evaluation, features
     from graft.components.image_example_gen.component import ImageExampleGen
     from graft.components.image_example_gen.layout import detect_layout
 
@@ -90,7 +143,8 @@ def create_pipeline(
     classes_json = json.dumps(list(config.data.classes))
 
     # ---- data in -------------------------------------------------------------------------------------------------
-    example_gen = ImageExampleGen.from_layout(detect_layout(config.data), config.data)
+    layout = detect_layout(config.data)
+    example_gen = ImageExampleGen.from_layout(layout, config.data)
     statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = data_gate.CuratedSchemaGen(
         examples=example_gen.outputs["examples"], schema_text=schema_text(config), classes_json=classes_json
@@ -117,9 +171,61 @@ def create_pipeline(
         # StatisticsGen already describes the raw data; statistics of serialized uint8 tensors tell nobody anything.
         disable_statistics=True,
     )
-    components = [example_gen, statistics_gen, schema_gen, example_validator, gate, transform]
-
-    # ---- model half (Trainer, baseline Resolver, Evaluator, Pusher) is wired after Transform -----------------------
+    # ---- Trainer: phase 1 frozen backbone + new head, phase 2 fine-tune the top of the backbone ------------------
+    trainer = Trainer(
+        run_fn=RUN_FN,
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=gate.outputs["validated_schema"],
+        train_args=trainer_pb2.TrainArgs(splits=[features.TRAIN_SPLIT]),
+        eval_args=trainer_pb2.EvalArgs(splits=[features.VAL_SPLIT]),
+        custom_config=trainer_custom_config(config, backbone_info),
+    )
+    # ---- Baseline: the last blessed model older than this candidate ----------------------------------------------
+    if for_kubeflow:
+        # KubeflowV2DagRunner compiles only TFX's built-in resolver policies (see baseline_resolver.py).
+        baseline = Resolver(
+            strategy_class=LatestBlessedModelStrategy,
+            model=Channel(type=standard_artifacts.Model),
+            model_blessing=Channel(type=standard_artifacts.ModelBlessing),
+        ).with_id(BASELINE_RESOLVER_ID)
+    else:
+        baseline = Resolver(
+            strategy_class=baseline_resolver.PreviousBlessedModelStrategy,
+            candidate=trainer.outputs["model"],
+            model=Channel(type=standard_artifacts.Model),
+            model_blessing=Channel(type=standard_artifacts.ModelBlessing),
+        ).with_id(BASELINE_RESOLVER_ID)
+    # ---- Evaluator on the test split (val was spent on early stopping); blessing from the thresholds -------------
+    evaluator = Evaluator(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        baseline_model=baseline.outputs["model"],
+        example_splits=[features.TEST_SPLIT],
+        eval_config=evaluation.build_eval_config(config.evaluation, class_names_hint(config, layout)),
+    )
+    # ---- Pusher: only a blessed model reaches <serving_root>/<model_name>/<version>/ -----------------------------
+    pusher = Pusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        push_destination=pusher_pb2.PushDestination(
+            filesystem=pusher_pb2.PushDestination.Filesystem(
+                base_directory=serving_dir or str(config.serving_model_dir)
+            )
+        ),
+    )
+    components = [
+        example_gen,
+        statistics_gen,
+        schema_gen,
+        example_validator,
+        gate,
+        transform,
+        trainer,
+        baseline,
+        evaluator,
+        pusher,
+    ]
 
     if for_kubeflow:
         root = pipeline_root or config.kubeflow.pipeline_root

@@ -61,6 +61,15 @@ def run_lock(run_root: Path) -> Iterator[None]:
         os.close(fd)  # closing the descriptor releases the flock
 
 
+# Warnings TFX / TFT / TF log on every healthy run; they say nothing actionable to a Graft user.
+BENIGN_WARNINGS = (
+    "ArtifactQuery.property_predicate is not supported",
+    "Tables initialized inside a tf.function",
+    "does not have payload_format custom property",
+    "No training configuration found in save file",
+)
+
+
 class ProgressHandler(logging.Handler):
     """Turns TFX's 'Component X is running/finished' log records into one progress line each."""
 
@@ -76,6 +85,8 @@ class ProgressHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         msg = record.msg
         if record.levelno >= logging.WARNING:
+            if any(b in record.getMessage() for b in BENIGN_WARNINGS):
+                return
             # absl's own handler is detached while we run (its INFO flood hides the progress); keep its warnings.
             self._print(f"[graft] {record.levelname.lower()}: {record.getMessage()}")
             return
@@ -100,11 +111,26 @@ class ProgressHandler(logging.Handler):
             print(line, file=self.stream, flush=True)
 
 
-def _quiet_third_party_logs() -> None:
-    # TF/Beam/absl INFO is for debugging, not for users; TFX's own progress is re-printed by ProgressHandler.
-    logging.getLogger("absl").setLevel(logging.INFO)
-    for name in ("apache_beam", "tensorflow", "tensorflow_transform", "tfx_bsl", "h5py"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+@contextlib.contextmanager
+def _quiet_third_party_logs(verbose: bool) -> Iterator[None]:
+    """TF/Beam/TFMA chatter is for debugging, not for users (-v shows it); errors always show."""
+    import warnings
+
+    names = ("apache_beam", "tensorflow", "tensorflow_transform", "tfx_bsl", "h5py")
+    saved = {n: logging.getLogger(n).level for n in names}
+    if verbose:
+        yield
+        return
+    for n in names:
+        logging.getLogger(n).setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # TFMA divides 0/0 for classes absent from a slice
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            yield
+        finally:
+            for n, level in saved.items():
+                logging.getLogger(n).setLevel(level)
 
 
 def run_pipeline(cfg: GraftConfig, quiet: bool = False, verbose: bool = False):
@@ -125,13 +151,19 @@ def run_pipeline(cfg: GraftConfig, quiet: bool = False, verbose: bool = False):
         absl_logger.addHandler(handler)
         old_level = absl_logger.level
         old_propagate = absl_logger.propagate
-        _quiet_third_party_logs()
+        absl_logger.setLevel(logging.INFO)
         if not verbose:
             # Keep absl's INFO flood out of the user's terminal; our handler still sees the records.
             absl_logger.propagate = False
+        # Beam and absl parse sys.argv inside the executors (e.g. `-v` becomes absl's --verbosity): they must see
+        # none of graft's own command-line arguments.
+        saved_argv = sys.argv
+        sys.argv = sys.argv[:1]
         try:
-            LocalDagRunner().run(pipeline)
+            with _quiet_third_party_logs(verbose):
+                LocalDagRunner().run(pipeline)
         finally:
+            sys.argv = saved_argv
             absl_logger.removeHandler(handler)
             absl_logger.setLevel(old_level)
             absl_logger.propagate = old_propagate

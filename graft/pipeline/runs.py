@@ -44,6 +44,10 @@ class RunSummary:
     pushed_path: str | None = None
     pushed_version: str | None = None
     test_metrics: dict[str, float] = dataclasses.field(default_factory=dict)
+    # From the test split's confusion matrix (argmax predictions): class order = the label vocabulary.
+    class_names: list[str] = dataclasses.field(default_factory=list)
+    confusion_matrix: list[list[int]] = dataclasses.field(default_factory=list)  # [actual][predicted]
+    per_class: dict[str, dict[str, float | None]] = dataclasses.field(default_factory=dict)
     threshold_failures: list[str] = dataclasses.field(default_factory=list)
     anomalies: list[str] = dataclasses.field(default_factory=list)
     skipped_files: list[dict[str, Any]] = dataclasses.field(default_factory=list)
@@ -180,10 +184,15 @@ def _summarize_context(store, ctx, pipeline_name: str) -> RunSummary:
                 summary.pushed_version = str(_prop(a, "pushed_version", "")) or None
         elif tname == "ModelEvaluation":
             summary.test_metrics, summary.threshold_failures = read_evaluation(a.uri)
+            summary.confusion_matrix = read_confusion_matrix(a.uri)
         elif tname == "ExampleAnomalies":
             summary.anomalies = read_anomalies(a.uri)
         elif tname == "Examples" and _prop(a, "skipped_files_uri") is not None:
             summary.skipped_files = _read_json(_prop(a, "skipped_files_uri"), [])
+    if "TransformGraph" in summary.artifacts:
+        summary.class_names = read_class_names(summary.artifacts["TransformGraph"])
+    if summary.confusion_matrix:
+        summary.per_class = per_class_metrics(summary.confusion_matrix, summary.class_names)
     if summary.pushed is None and summary.blessed is False:
         summary.pushed = False
     return summary
@@ -202,6 +211,9 @@ def read_evaluation(uri: str) -> tuple[dict[str, float], list[str]]:
 
     metrics: dict[str, float] = {}
     failures: list[str] = []
+    import logging
+
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # TFMA's reader logs a deprecation on every load
     try:
         result = tfma.load_eval_result(uri)
         for slice_key, per_output in result.slicing_metrics:
@@ -213,7 +225,9 @@ def read_evaluation(uri: str) -> tuple[dict[str, float], list[str]]:
                         continue
                     for name, v in values.items():
                         if isinstance(v, dict) and "doubleValue" in v:
-                            metrics[name] = float(v["doubleValue"])
+                            # 'macro_average: true\n_recall' (TFMA's aggregation prefix) -> 'macro_recall'
+                            clean = name.replace("macro_average: true\n_", "macro_")
+                            metrics[clean] = _finite(float(v["doubleValue"]))
     except Exception as e:  # noqa: BLE001 - a summary must not crash on a partial evaluation
         failures.append(f"could not read the evaluation at {uri}: {e}")
     try:
@@ -233,6 +247,71 @@ def read_evaluation(uri: str) -> tuple[dict[str, float], list[str]]:
     except Exception as e:  # noqa: BLE001
         failures.append(f"could not read the validation result at {uri}: {e}")
     return metrics, failures
+
+
+def read_class_names(transform_graph_uri: str) -> list[str]:
+    """The label vocabulary (index order) kept as an asset by Transform."""
+    from graft.components import features
+
+    for path in sorted(Path(transform_graph_uri).glob(f"transform_fn/assets/{features.LABEL_VOCAB_NAME}*")):
+        return [line for line in path.read_text(encoding="utf-8").splitlines() if line]
+    return []
+
+
+def read_confusion_matrix(uri: str) -> list[list[int]]:
+    """Overall-slice multi-class confusion matrix [actual][predicted] at threshold 0 (argmax)."""
+    import tensorflow_model_analysis as tfma
+
+    try:
+        result = tfma.load_eval_result(uri)
+    except Exception:  # noqa: BLE001
+        return []
+    for slice_key, per_output in result.plots:
+        if slice_key != ():
+            continue
+        for _output, per_sub in per_output.items():
+            for _sub, plots in per_sub.items():
+                cm = plots.get("multiClassConfusionMatrixAtThresholds")
+                if not cm:
+                    continue
+                matrices = cm.get("matrices", [])
+                matrix = next((m for m in matrices if float(m.get("threshold", 0.0)) == 0.0), None)
+                if matrix is None and matrices:
+                    matrix = matrices[0]
+                entries = (matrix or {}).get("entries", [])
+                n = 1 + max(
+                    [int(e.get("actualClassId", 0)) for e in entries]
+                    + [int(e.get("predictedClassId", 0)) for e in entries]
+                    + [0]
+                )
+                grid = [[0] * n for _ in range(n)]
+                for e in entries:
+                    a, p = int(e.get("actualClassId", 0)), int(e.get("predictedClassId", 0))
+                    if 0 <= a < n and 0 <= p < n:  # -1 = no prediction above the threshold
+                        grid[a][p] += int(round(float(e.get("numWeightedExamples", 0))))
+                return grid
+    return []
+
+
+def per_class_metrics(grid: list[list[int]], names: list[str]) -> dict[str, dict[str, float | None]]:
+    out: dict[str, dict[str, float | None]] = {}
+    n = len(grid)
+    for k in range(n):
+        tp = grid[k][k]
+        support = sum(grid[k])
+        predicted = sum(grid[a][k] for a in range(n))
+        name = names[k] if k < len(names) else str(k)
+        out[name] = {
+            "precision": tp / predicted if predicted else None,
+            "recall": tp / support if support else None,
+            "support": support,
+        }
+    return out
+
+
+def _finite(x: float) -> float | None:
+    """NaN (e.g. precision of a class never predicted) -> None, so the JSON summary stays valid JSON."""
+    return None if x != x or x in (float("inf"), float("-inf")) else x
 
 
 def _fmt(metric_value) -> str:

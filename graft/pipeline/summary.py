@@ -8,8 +8,9 @@ from graft.pipeline.runs import RunSummary
 
 def render(s: RunSummary, cfg: GraftConfig) -> str:
     lines = [f"[graft] run {s.run_id}: {s.status.lower()} in {s.seconds:.0f} s"]
-    cached = [e.node_id for e in s.executions if e.state == "CACHED"]
-    if cached and len(cached) == len(s.executions):
+    components = [e for e in s.executions if not e.node_id.endswith("_resolver")]
+    cached = [e.node_id for e in components if e.state == "CACHED"]
+    if cached and len(cached) == len(components):
         lines.append("[graft] every component was cached: nothing changed since the last run")
     elif cached:
         lines.append(f"[graft] cached: {', '.join(cached)}")
@@ -20,8 +21,14 @@ def render(s: RunSummary, cfg: GraftConfig) -> str:
             lines.append(f"[graft] test accuracy {acc:.4f}" + (f" on {int(n)} examples" if n else ""))
     if s.skipped_files:
         lines.append(f"[graft] {len(s.skipped_files)} file(s) skipped as unreadable (listed in the report)")
+    pusher_cached = any(e.node_id == "Pusher" and e.state == "CACHED" for e in s.executions)
     if s.blessed:
-        if s.pushed and s.pushed_path:
+        if pusher_cached and s.pushed:
+            lines.append(
+                f"[graft] blessed earlier; nothing new pushed: version {s.pushed_version} already serves at "
+                f"{s.pushed_path}"
+            )
+        elif s.pushed and s.pushed_path:
             lines.append(f"[graft] blessed and pushed: {s.pushed_path} (version {s.pushed_version})")
             lines.append(f"[graft] query it:  graft predict --model {cfg.serving_model_dir} IMAGE...")
             lines.append(
@@ -29,8 +36,6 @@ def render(s: RunSummary, cfg: GraftConfig) -> str:
                 f"-v {cfg.serving_model_dir}:/models/{cfg.push.model_name} -e MODEL_NAME={cfg.push.model_name} "
                 "tensorflow/serving"
             )
-        elif any(e.node_id == "Pusher" and e.state == "CACHED" for e in s.executions):
-            lines.append("[graft] blessed; the same model was already pushed by an earlier run (cached)")
         else:
             lines.append("[graft] blessed, but the Pusher did not push")
     elif s.blessed is False:
