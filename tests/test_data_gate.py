@@ -15,6 +15,14 @@ from graft.pipeline import dag
 from graft.pipeline.config import ConfigError, GraftConfig
 
 BACKBONE = {"height": 8, "width": 8, "channels": 3}  # a BackboneInfo-like dict: Transform needs only the size
+DATA_HALF = (
+    "ImageExampleGen",
+    "StatisticsGen",
+    "CuratedSchemaGen",
+    "ExampleValidator",
+    "DataGate",
+    "Transform",
+)
 
 
 def _config(tmp_path: Path, data, **data_kw) -> GraftConfig:
@@ -26,9 +34,13 @@ def _config(tmp_path: Path, data, **data_kw) -> GraftConfig:
 
 
 def run_dag(cfg: GraftConfig):
+    """The real DAG from create_pipeline, run up to Transform (TFX partial run): the data half only."""
+    from tfx.orchestration import pipeline as tfx_pipeline
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
-    LocalDagRunner().run(dag.create_pipeline(cfg, BACKBONE))
+    LocalDagRunner().run(
+        dag.create_pipeline(cfg, BACKBONE), run_options=tfx_pipeline.RunOptions(to_nodes=["Transform"])
+    )
 
 
 def assert_stopped_before_transform(cfg: GraftConfig, *needles: str) -> str:
@@ -200,14 +212,7 @@ def test_transform_depends_on_the_gate_and_compiles_for_kubeflow(tmp_path):
     cfg = _config(tmp_path, data)
     p = dag.create_pipeline(cfg, BACKBONE)
     by_id = {c.id: c for c in p.components}
-    assert set(by_id) == {
-        "ImageExampleGen",
-        "StatisticsGen",
-        "CuratedSchemaGen",
-        "ExampleValidator",
-        "DataGate",
-        "Transform",
-    }
+    assert set(DATA_HALF) <= set(by_id)
     transform = by_id["Transform"]
     assert transform.inputs["schema"].producer_component_id == "DataGate"
     assert (
@@ -247,8 +252,10 @@ def test_changing_train_settings_keeps_the_data_half_cached(tmp_path):
     b.train.batch_size = 7
     b.evaluation.min_accuracy = 0.9
     pa, pb = dag.create_pipeline(a, BACKBONE), dag.create_pipeline(b, BACKBONE)
-    for ca, cb in zip(pa.components, pb.components, strict=True):
-        assert ca.exec_properties == cb.exec_properties, ca.id
+    props_b = {c.id: c.exec_properties for c in pb.components}
+    for c in pa.components:
+        if c.id in DATA_HALF:
+            assert c.exec_properties == props_b[c.id], c.id
 
 
 # ---- graft schema infer ------------------------------------------------------------------------------------------
