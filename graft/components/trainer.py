@@ -139,7 +139,11 @@ def _expand(file_patterns: str | Sequence[str]) -> list[str]:
 
 
 def _parse_spec(tf_transform_output) -> dict:
-    spec = tf_transform_output.transformed_feature_spec()
+    """The transformed feature spec of a TFTransformOutput (or that spec itself, as a mapping)."""
+    if isinstance(tf_transform_output, dict):
+        spec = tf_transform_output
+    else:
+        spec = tf_transform_output.transformed_feature_spec()
     missing = [k for k in (features.TRANSFORMED_IMAGE_KEY, features.TRANSFORMED_LABEL_KEY) if k not in spec]
     if missing:
         raise TrainerError(
