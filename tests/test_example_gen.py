@@ -286,9 +286,21 @@ def test_tfrecord_form(tmp_path):
     raw = bytearray((data / "part-1.tfrecord").read_bytes())
     raw[-20] ^= 0xFF  # inside the last record's payload: its CRC no longer matches
     (data / "part-1.tfrecord").write_bytes(bytes(raw))
+    # A file whose name is not UTF-8.
+    with tf.io.TFRecordWriter(os.fsencode(data) + b"/part-\xff.tfrecord") as w:
+        for i in range(2):
+            w.write(
+                ex(
+                    {
+                        "image_bytes": image_bytes(seed=300 + i),
+                        "label": b"cat",
+                        "source_path": f"e/{i}.png".encode(),
+                    }
+                )
+            )
     uri, _, rep = run_example_gen(_config(tmp_path, data, max_bad_fraction=0.5))
     assert rep["form"] == "tfrecord" and rep["classes"] == ["cat", "dog"]
-    assert rep["num_examples"] == 14 and rep["num_skipped"] == 4
+    assert rep["num_examples"] == 16 and rep["num_skipped"] == 4
     by_path = split_of_paths(uri)
     hashed = [p for p in by_path if p.startswith(b"sha256:")]
     assert len(hashed) == 6 and b"c/3.png" in by_path
@@ -299,6 +311,7 @@ def test_tfrecord_form(tmp_path):
     assert reasons["part-0.tfrecord.gz#15"] == "the record is not a serialized tf.Example"
     assert reasons["part-1.tfrecord"].startswith("corrupt TFRecord file after 2 good records")
     assert b"d/1.png" in by_path and b"d/2.png" not in by_path
+    assert b"e/1.png" in by_path
 
 
 # ---- stability, spans ------------------------------------------------------------------------------------------------

@@ -51,7 +51,7 @@ def collect_examples(data: DataConfig, limit: int) -> tuple[list[bytes], int]:
         for pattern in patterns.values():
             fn = executor.ReadTFRecordFileFn(data.max_image_pixels, lay.input_base)
             for path in files.glob_pattern(lay.input_base, pattern):
-                for out in fn.process(path):
+                for out in fn.process(files.to_bytes(path)):
                     if len(examples) >= limit:
                         break
                     if isinstance(out, tf.train.Example):

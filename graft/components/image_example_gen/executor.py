@@ -175,23 +175,30 @@ def make_example(image: bytes, label: str, source_path: bytes):
 
 
 class ReadImageFn(beam.DoFn):
-    """Candidate -> tf.Example, or ('bad' output) {path, reason}."""
+    """(path bytes, relative path bytes, label) -> tf.Example, or ('bad' output) {path, reason}."""
 
     def __init__(self, max_pixels: int):
         self._max_pixels = max_pixels
         self._read = beam.metrics.Metrics.counter("graft_example_gen", "images_read")
         self._skipped = beam.metrics.Metrics.counter("graft_example_gen", "images_skipped")
 
-    def process(self, c: files.Candidate):
-        data, problem = files.read_file_checked(c.path)
+    def process(self, item: tuple[bytes, bytes, str]):
+        # Plain tuples use Beam's fast coders (no pickled class per element); names travel as bytes because a
+        # non-UTF-8 file name (a surrogate-escaped str) cannot go through Beam's UTF-8 str coder.
+        path, rel, label = (
+            item[0].decode("utf-8", "surrogateescape"),
+            item[1].decode("utf-8", "surrogateescape"),
+            item[2],
+        )
+        data, problem = files.read_file_checked(path)
         if problem is None:
             problem = files.check_image(data, self._max_pixels)
         if problem:
             self._skipped.inc()
-            yield beam.pvalue.TaggedOutput("bad", _bad(c.rel, problem))
+            yield beam.pvalue.TaggedOutput("bad", _bad(rel, problem))
             return
         self._read.inc()
-        yield make_example(data, c.label, files.to_bytes(c.rel))
+        yield make_example(data, label, files.to_bytes(rel))
 
 
 def _first(feats, keys) -> tuple[str | None, Any]:
@@ -224,9 +231,10 @@ class ReadTFRecordFileFn(beam.DoFn):
         self._max_pixels = max_pixels
         self._base = base
 
-    def process(self, path: str):
+    def process(self, path_bytes: bytes):
         import tensorflow as tf
 
+        path = path_bytes.decode("utf-8", "surrogateescape")  # bytes through Beam: see ReadImageFn
         rel = _relative(path, self._base)
         problem = files.stat_problem(path)
         if problem:
@@ -234,7 +242,7 @@ class ReadTFRecordFileFn(beam.DoFn):
             return
         n = 0
         try:
-            for record in tf.data.TFRecordDataset(path, compression_type=_compression(path)):
+            for record in tf.data.TFRecordDataset(path_bytes, compression_type=_compression(path)):
                 n += 1
                 yield from self._record(rel, n, record.numpy())
         except (tf.errors.DataLossError, tf.errors.InvalidArgumentError, tf.errors.OpError) as e:
@@ -299,7 +307,7 @@ def _ReadSplit(pipeline, settings: dict, input_base: str, pattern: str, split: s
         base = files.join(input_base, layout.data_root_of(pattern))
         outputs = (
             pipeline
-            | "ListRecords" >> beam.Create(paths)
+            | "ListRecords" >> beam.Create([files.to_bytes(p) for p in paths])
             | "ReshuffleFiles" >> beam.Reshuffle()
             | "ReadRecords"
             >> beam.ParDo(ReadTFRecordFileFn(max_pixels, base)).with_outputs("bad", main="examples")
@@ -312,7 +320,8 @@ def _ReadSplit(pipeline, settings: dict, input_base: str, pattern: str, split: s
             candidates, listed_bad, ignored = folder_candidates(input_base, pattern)
         outputs = (
             pipeline
-            | "ListImages" >> beam.Create(candidates)
+            | "ListImages"
+            >> beam.Create([(files.to_bytes(c.path), files.to_bytes(c.rel), c.label) for c in candidates])
             | "Reshuffle" >> beam.Reshuffle()
             | "ReadImages" >> beam.ParDo(ReadImageFn(max_pixels)).with_outputs("bad", main="examples")
         )
