@@ -135,6 +135,7 @@ class AugmentConfig:
 
 @dataclass
 class TrainConfig:
+    # Global batch: split across the replicas under MirroredStrategy, so results do not depend on the GPU count.
     batch_size: int = 32
     # Phase 1: new head on the frozen backbone.
     phase1_epochs: int = 5
