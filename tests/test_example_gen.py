@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import multiprocessing
 import os
@@ -441,8 +442,27 @@ def test_pixel_limit_is_checked_before_any_decoding():
 
 
 def test_supported_formats_pass_the_check():
-    for fmt, mode in [("JPEG", "RGB"), ("PNG", "RGBA"), ("PNG", "L"), ("BMP", "RGB"), ("GIF", "L")]:
+    for fmt, mode in [
+        ("JPEG", "RGB"),
+        ("JPEG", "L"),
+        ("PNG", "RGBA"),
+        ("PNG", "L"),
+        ("BMP", "RGB"),
+        ("GIF", "L"),
+    ]:
         assert files.check_image(image_bytes(fmt=fmt, mode=mode), max_pixels=10_000) is None, (fmt, mode)
+    # A multi-picture JPEG (what many phones write; PIL calls it MPO) is a JPEG to TensorFlow.
+    from PIL import Image
+
+    frames = [Image.open(io.BytesIO(image_bytes(seed=s))).convert("RGB") for s in (1, 2)]
+    buf = io.BytesIO()
+    frames[0].save(buf, "MPO", save_all=True, append_images=frames[1:])
+    assert Image.open(io.BytesIO(buf.getvalue())).format == "MPO"
+    assert files.check_image(buf.getvalue(), max_pixels=10_000) is None
+    # WebP and TIFF are images TensorFlow 2.16's decode_image cannot read: refused with the fix.
+    assert files.check_image(image_bytes(fmt="WEBP"), max_pixels=10_000).startswith(
+        "unsupported image format WEBP"
+    )
 
 
 def _read_as_nobody(path, queue):

@@ -224,6 +224,10 @@ def check_image(data: bytes, max_pixels: int) -> str | None:
         except Exception as e:  # noqa: BLE001 - PIL raises many types for broken headers
             return f"corrupt image header: {e}"
         fmt = img.format or "unknown"
+        if (
+            fmt == "MPO"
+        ):  # multi-picture JPEG (many phone and camera photos): TensorFlow decodes its first image
+            fmt = "JPEG"
         if fmt not in SUPPORTED_FORMATS:
             return f"unsupported image format {fmt} (supported: {', '.join(SUPPORTED_FORMATS)}): convert the file"
         width, height = img.size
