@@ -436,6 +436,10 @@ def test_pixel_limit_is_checked_before_any_decoding():
     ok = image_bytes(size=(40, 30))
     assert files.check_image(ok, max_pixels=10_000) is None
     assert "40x30 = 1,200 pixels > data.max_image_pixels=1,000" in files.check_image(ok, max_pixels=1_000)
+    # Above PIL's own bomb limit (2 x 89M pixels) but within a configured, larger limit: PIL must not refuse it.
+    big = huge_png_header(width=20_000, height=10_000)  # 200M pixels
+    assert files.check_image(big, max_pixels=150_000_000).startswith("image too large: 20000x10000")
+    assert files.check_header(big, max_pixels=300_000_000) == (None, "PNG")
     # All frames of a GIF count.
     gif = image_bytes(size=(10, 10), fmt="GIF", frames=5)
     assert files.check_image(gif, max_pixels=499).startswith("image too large: 10x10x5 frames")

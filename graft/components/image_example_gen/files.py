@@ -204,10 +204,28 @@ def check_image(data: bytes, max_pixels: int) -> str | None:
     decoder, the one Transform uses (a truncated JPEG passes PIL's checks but fails there). JPEGs are decoded at
     1/8 scale (DCT scaling): the whole entropy-coded stream is still read, so truncation is still caught.
     """
+    problem, fmt = check_header(data, max_pixels)
+    if problem:
+        return problem
+    from PIL import Image
+
+    try:
+        Image.open(io.BytesIO(data)).verify()
+    except Exception as e:  # noqa: BLE001 - PIL raises many types
+        return f"corrupt {fmt}: {e}"
+    return _tf_decode_problem(data, fmt)
+
+
+def check_header(data: bytes, max_pixels: int) -> tuple[str | None, str]:
+    """(problem or None, format) from the header alone: nothing is decoded here."""
     if not data:
-        return "empty file (0 bytes)"
+        return "empty file (0 bytes)", ""
     from PIL import Image, UnidentifiedImageError
 
+    if Image.MAX_IMAGE_PIXELS is not None and max_pixels > Image.MAX_IMAGE_PIXELS:
+        # PIL refuses images above 2x its own limit inside open(); lift that limit to ours (only ever upwards):
+        # the configured data.max_image_pixels is enforced right below, before anything decodes.
+        Image.MAX_IMAGE_PIXELS = max_pixels
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
@@ -215,40 +233,36 @@ def check_image(data: bytes, max_pixels: int) -> str | None:
         except Image.DecompressionBombError as e:  # PIL's own limit (2x its MAX_IMAGE_PIXELS) fired first
             m = re.search(r"\((\d+) pixels\)", str(e))
             pixels = f"{int(m.group(1)):,} pixels" if m else "more pixels than PIL allows"
-            return _too_large(pixels, max_pixels)
+            return _too_large(pixels, max_pixels), ""
         except UnidentifiedImageError:
             fmt = sniff_format(data)
             if fmt:
-                return f"corrupt {fmt}: its header cannot be read (broken or truncated file)"
-            return "not an image (unrecognised file content)"
+                return f"corrupt {fmt}: its header cannot be read (broken or truncated file)", fmt
+            return "not an image (unrecognised file content)", ""
         except Exception as e:  # noqa: BLE001 - PIL raises many types for broken headers
-            return f"corrupt image header: {e}"
-        fmt = img.format or "unknown"
-        if (
-            fmt == "MPO"
-        ):  # multi-picture JPEG (many phone and camera photos): TensorFlow decodes its first image
-            fmt = "JPEG"
-        if fmt not in SUPPORTED_FORMATS:
-            return f"unsupported image format {fmt} (supported: {', '.join(SUPPORTED_FORMATS)}): convert the file"
-        width, height = img.size
-        frames = 1
-        if fmt == "GIF":
-            try:
-                frames = max(1, int(getattr(img, "n_frames", 1)))
-            except Exception as e:  # noqa: BLE001
-                return f"corrupt GIF: {e}"
-        pixels = width * height * frames
-        if pixels > max_pixels:
-            what = f"{width}x{height}" + (f"x{frames} frames" if frames > 1 else "")
-            return _too_large(f"{what} = {pixels:,} pixels", max_pixels)
-        if width < 1 or height < 1:
-            return f"image has no pixels ({width}x{height})"
+            return f"corrupt image header: {e}", ""
+    fmt = img.format or "unknown"
+    if fmt == "MPO":  # multi-picture JPEG (many phone and camera photos): TensorFlow decodes its first image
+        fmt = "JPEG"
+    if fmt not in SUPPORTED_FORMATS:
+        return (
+            f"unsupported image format {fmt} (supported: {', '.join(SUPPORTED_FORMATS)}): convert the file",
+            fmt,
+        )
+    width, height = img.size
+    frames = 1
+    if fmt == "GIF":
         try:
-            img = Image.open(io.BytesIO(data))
-            img.verify()
+            frames = max(1, int(getattr(img, "n_frames", 1)))
         except Exception as e:  # noqa: BLE001
-            return f"corrupt {fmt}: {e}"
-    return _tf_decode_problem(data, fmt)
+            return f"corrupt GIF: {e}", fmt
+    pixels = width * height * frames
+    if pixels > max_pixels:
+        what = f"{width}x{height}" + (f"x{frames} frames" if frames > 1 else "")
+        return _too_large(f"{what} = {pixels:,} pixels", max_pixels), fmt
+    if width < 1 or height < 1:
+        return f"image has no pixels ({width}x{height})", fmt
+    return None, fmt
 
 
 def _too_large(what: str, max_pixels: int) -> str:
