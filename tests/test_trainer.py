@@ -648,3 +648,28 @@ def test_gpu_gets_mixed_precision_and_trains(requires_gpu, data):
     assert model.get_layer("dropout").compute_dtype == "float16"
     assert model.output.dtype == tf.float32
     assert np.isfinite([r["loss"] for r in history["epochs"]]).all()
+
+
+def test_run_fn_refuses_an_empty_val_split(data, tmp_path):
+    from tfx.components.trainer.fn_args_utils import FnArgs
+
+    from graft.components import backbones
+    from graft.pipeline.config import GraftConfig
+
+    empty = tmp_path / "Split-val"
+    empty.mkdir()
+    with tf.io.TFRecordWriter(str(empty / "part-0.gz"), tf.io.TFRecordOptions(compression_type="GZIP")):
+        pass
+    info = backbones.resolve_backbone("tiny", SIZE)
+    fn_args = FnArgs(
+        train_files=[data["train_files"]],
+        eval_files=[str(empty / "*")],
+        transform_output=data["tft_dir"],
+        serving_model_dir=str(tmp_path / "model" / "Format-Serving"),
+        model_run_dir=str(tmp_path / "run"),
+        custom_config={"graft_config": GraftConfig().to_json(), "backbone": info.to_json()},
+    )
+    with pytest.raises(trainer_lib.TrainerError, match="'val' split has no examples"):
+        trainer_lib.run_fn(fn_args)
+    with pytest.raises(trainer_lib.TrainerError, match="custom_config lacks"):
+        trainer_lib.run_fn(FnArgs(custom_config={}))

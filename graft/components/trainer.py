@@ -509,6 +509,12 @@ def run_fn(fn_args) -> None:
 
     train_ds = dataset(fn_args.train_files, True)
     val_ds = dataset(fn_args.eval_files, False)
+    for name, ds in ((features.TRAIN_SPLIT, train_ds), (features.VAL_SPLIT, val_ds)):
+        if next(iter(ds.take(1)), None) is None:
+            raise TrainerError(
+                f"the transformed '{name}' split has no examples: training needs train examples and early stopping "
+                f"needs val examples (check data.{name}_fraction and the data report)"
+            )
     counts = None
     if train_cfg.class_weights == "balanced":
         counts = label_counts(fn_args.train_files, tf_transform_output, num_classes)
