@@ -40,7 +40,11 @@ def build_eval_config(cfg: EvaluationConfig, class_names: list[str] | None = Non
             absolute={"value": -cfg.max_accuracy_drop},
         ),
     )
-    per_slice = []
+    # A MetricConfig.threshold applies to every slice TFMA computes (the per-label slices too), so each bound is
+    # scoped explicitly: the accuracy bounds to the overall slice, the recall floor to the label slices.
+    per_slice = [
+        tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=accuracy_threshold)
+    ]
     if cfg.min_class_recall > 0:
         per_slice.append(
             tfma.PerSliceMetricThreshold(
@@ -52,13 +56,10 @@ def build_eval_config(cfg: EvaluationConfig, class_names: list[str] | None = Non
         )
     metrics = [
         tfma.MetricConfig(class_name="ExampleCount"),
-        tfma.MetricConfig(class_name="SparseCategoricalAccuracy", threshold=accuracy_threshold),
+        tfma.MetricConfig(class_name="SparseCategoricalAccuracy", per_slice_thresholds=per_slice),
         tfma.MetricConfig(class_name="SparseCategoricalCrossentropy"),
         tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"),
     ]
-    if per_slice:
-        # The same metric under a second config carries the per-slice floor; TFMA merges them by name.
-        metrics[1].per_slice_thresholds.extend(per_slice)
     metrics_specs = [tfma.MetricsSpec(metrics=metrics)]
     if class_names:
         # One-vs-rest AUC per class and its unweighted macro average (needs the class ids at build time).

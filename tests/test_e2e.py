@@ -1,0 +1,182 @@
+"""End to end: the real DAG through `graft run` (LocalDagRunner, Beam, sqlite MLMD) on ~60 small real images.
+
+One module-scoped sequence of runs on the same root, each asserted against MLMD (never against log text):
+first run blessed and pushed; an unchanged rerun fully cached with nothing new pushed; a retrained model that must
+beat its baseline by an impossible margin is not blessed and leaves the serving directory byte-identical; the pushed
+model answers `graft predict`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from graft.pipeline import runs
+
+pytestmark = pytest.mark.slow
+
+GRAFT = str(Path(sys.executable).parent / "graft")
+COMPONENTS = [
+    "ImageExampleGen",
+    "StatisticsGen",
+    "CuratedSchemaGen",
+    "ExampleValidator",
+    "DataGate",
+    "Transform",
+    "Trainer",
+    "latest_blessed_model_resolver",
+    "Evaluator",
+    "Pusher",
+]
+FAST = [
+    "train.phase1_epochs=8",
+    "train.phase1_learning_rate=0.01",
+    "train.phase2_epochs=1",
+    "train.batch_size=8",
+    "evaluation.min_accuracy=0.4",
+]
+
+
+def make_shapes(root: Path, per_class: int = 20) -> None:
+    """Three visually distinct classes of small real images (JPEG and PNG), deterministic."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    rng = np.random.RandomState(0)
+    for cls, color in [("circle", (220, 40, 40)), ("square", (40, 200, 40)), ("triangle", (40, 40, 220))]:
+        d = root / cls
+        d.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            im = Image.fromarray(rng.randint(0, 80, (32, 32, 3)).astype(np.uint8))
+            draw = ImageDraw.Draw(im)
+            x, y = rng.randint(4, 12, 2)
+            s = int(rng.randint(10, 18))
+            c = tuple(int(v) for v in np.clip(np.array(color) + rng.randint(-30, 30, 3), 0, 255))
+            if cls == "circle":
+                draw.ellipse([x, y, x + s, y + s], fill=c)
+            elif cls == "square":
+                draw.rectangle([x, y, x + s, y + s], fill=c)
+            else:
+                draw.polygon([(x, y + s), (x + s, y + s), (x + s // 2, y)], fill=c)
+            im.save(d / f"{i:03d}.{'png' if i % 2 else 'jpg'}")
+
+
+def graft_run(data: Path, root: Path, *extra: str) -> tuple[int, dict, str]:
+    args = [GRAFT, "run", "--data", str(data), "--backbone", "tiny", "--root", str(root), "-q", "--json"]
+    for s in [*FAST, *extra]:
+        args += ["--set", s]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=900, check=False)
+    text = out.stdout
+    payload = json.loads(text[text.index("{") :]) if "{" in text else {}
+    return out.returncode, payload, out.stderr
+
+
+def tree_digest(path: Path) -> dict[str, str]:
+    if not path.exists():
+        return {}
+    return {
+        str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(path.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    base = tmp_path_factory.mktemp("e2e")
+    data = base / "data"
+    make_shapes(data)
+    root = base / "runs"
+    return {
+        "data": data,
+        "root": root,
+        "serving": root / "graft" / "serving" / "graft",
+        "mlmd": root / "graft" / "metadata.sqlite",
+    }
+
+
+@pytest.fixture(scope="module")
+def first_run(world):
+    code, payload, err = graft_run(world["data"], world["root"])
+    assert code == 0, err[-4000:]
+    return payload
+
+
+def test_first_run_is_blessed_and_pushed(world, first_run):
+    summary = runs.summarize(world["mlmd"], first_run["run_id"], "graft")
+    assert summary.status == "COMPLETE"
+    nodes = [e.node_id for e in summary.executions]
+    assert sorted(nodes) == sorted(COMPONENTS), nodes  # one execution per component, none cached
+    assert all(e.state == "COMPLETE" for e in summary.executions)
+    assert summary.blessed is True and summary.pushed is True
+    version_dir = Path(summary.pushed_path)
+    assert version_dir.parent == world["serving"]
+    assert (version_dir / "saved_model.pb").exists() and (version_dir / "variables").is_dir()
+    assert summary.test_metrics["example_count"] > 0
+    assert summary.test_metrics["sparse_categorical_accuracy"] >= 0.4
+    assert summary.class_names == ["circle", "square", "triangle"]
+    assert first_run["pushed_version"] == summary.pushed_version  # --json agrees with MLMD
+
+
+def test_unchanged_rerun_is_fully_cached_and_pushes_nothing(world, first_run):
+    before = tree_digest(world["serving"])
+    code, payload, err = graft_run(world["data"], world["root"])
+    assert code == 0, err[-4000:]
+    assert payload["run_id"] != first_run["run_id"]
+    summary = runs.summarize(world["mlmd"], payload["run_id"], "graft")
+    states = {e.node_id: e.state for e in summary.executions}
+    for node in COMPONENTS:
+        if node.endswith("_resolver"):
+            continue  # resolvers always resolve; they have nothing to cache
+        assert states[node] == "CACHED", states
+    assert tree_digest(world["serving"]) == before
+    assert summary.pushed_version == first_run["pushed_version"]
+    assert "nothing new pushed" in err
+
+
+def test_model_that_cannot_beat_its_baseline_is_not_pushed(world, first_run):
+    before = tree_digest(world["serving"])
+    assert before
+    # A new seed retrains (new candidate); demanding +1.0 accuracy over the blessed baseline can never be met.
+    code, payload, err = graft_run(
+        world["data"], world["root"], "train.seed=7", "evaluation.max_accuracy_drop=-1.0"
+    )
+    assert code == 0, err[-4000:]  # a completed run that is not blessed is not an error
+    summary = runs.summarize(world["mlmd"], payload["run_id"], "graft")
+    states = {e.node_id: e.state for e in summary.executions}
+    assert states["Trainer"] == "COMPLETE" and states["Evaluator"] == "COMPLETE"
+    assert summary.blessed is False
+    assert summary.pushed is False
+    assert tree_digest(world["serving"]) == before  # byte-identical
+    assert any("change vs baseline" in f for f in summary.threshold_failures), summary.threshold_failures
+    assert "NOT blessed" in err and "change vs baseline" in err
+    assert payload["blessed"] is False
+
+
+def test_pushed_model_answers_graft_predict(world, first_run):
+    images = [world["data"] / "circle" / "000.jpg", world["data"] / "triangle" / "001.png"]
+    out = subprocess.run(
+        [GRAFT, "predict", "--model", str(world["serving"]), "--json", *map(str, images)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    assert len(rows) == 2
+    for row in rows:
+        assert row["class_name"] in {"circle", "square", "triangle"}
+        assert 1 / 3 <= row["probability"] <= 1.0
+        assert row["model_version"] == first_run["pushed_version"]
+
+
+def test_usage_errors_exit_2_and_name_the_key(world):
+    code, payload, err = graft_run(world["data"], world["root"], "train.batchsize=3")
+    assert code == 2
+    assert "unknown config key 'train.batchsize'" in err
