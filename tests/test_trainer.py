@@ -673,3 +673,16 @@ def test_run_fn_refuses_an_empty_val_split(data, tmp_path):
         trainer_lib.run_fn(fn_args)
     with pytest.raises(trainer_lib.TrainerError, match="custom_config lacks"):
         trainer_lib.run_fn(FnArgs(custom_config={}))
+
+
+def test_steps_per_epoch_caps_a_repeated_train_stream(data):
+    cfg = train_cfg(phase1_epochs=2, phase2_epochs=1, fine_tune_fraction=0.3, steps_per_epoch=2)
+    model = model_lib.build_classifier(backbone_spec(data["backbone"]), 3, cfg)
+    train = trainer_lib.input_fn(
+        data["train_files"], data["tft_output"], 8, SIZE, SIZE, 3, shuffle=True, seed=1, repeat=True
+    )
+    val = trainer_lib.input_fn(data["val_files"], data["tft_output"], 8, SIZE, SIZE, 3, shuffle=False)
+    trainer_lib.train_two_phases(model, train, val, cfg, 3)
+    # 2 phase-1 epochs + 1 phase-2 epoch of 2 steps each; the step counter of the last fit() counts its own.
+    assert int(model._train_counter.numpy()) == 2
+    assert int(model.optimizer.iterations.numpy()) == 2
