@@ -10,6 +10,7 @@ LOCK_INPUTS := requirements.lock requirements-nodeps.txt overrides.txt pyproject
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 PYTEST_ARGS ?=
+DEMO_ARGS ?=
 
 .PHONY: help setup demo test test-fast lint bench lock clean
 help:
@@ -42,7 +43,7 @@ setup:
 	echo "setup: done in $$(( $$(date +%s) - start )) s"
 
 demo: setup
-	$(VENV)/bin/graft doctor
+	$(VENV)/bin/graft demo $(DEMO_ARGS)
 
 test: setup
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
