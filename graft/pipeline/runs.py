@@ -15,6 +15,9 @@ from typing import Any
 PIPELINE_RUN_CONTEXT = "pipeline_run"
 NODE_CONTEXT = "node"
 
+# Set by Graft's image ExampleGen on its Examples artifact (graft/components/image_example_gen/report.py).
+EXAMPLES_COUNTS_PROP = "graft_counts"
+
 STATE_NAMES = {0: "UNKNOWN", 1: "NEW", 2: "RUNNING", 3: "COMPLETE", 4: "FAILED", 5: "CACHED", 6: "CANCELED"}
 
 
@@ -54,6 +57,14 @@ class RunSummary:
     artifacts: dict[str, str] = dataclasses.field(
         default_factory=dict
     )  # type name -> uri (this run's outputs)
+    # "<node id>.<output key>" -> uri of each output of this run's executions (e.g. "ImageExampleGen.examples"); unlike
+    # ``artifacts`` it tells the raw Examples from Transform's transformed ones.
+    outputs: dict[str, str] = dataclasses.field(default_factory=dict)
+    # Examples per split and class, as ExampleGen counted them ({split: {class: n}}).
+    example_counts: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+    # The Evaluator's baseline (the last blessed model before this candidate); None on a first blessing.
+    baseline_model_uri: str | None = None
+    baseline_metrics: dict[str, float] = dataclasses.field(default_factory=dict)
 
     @property
     def seconds(self) -> float:
@@ -117,8 +128,12 @@ def list_run_ids(store, pipeline_name: str | None = None) -> list[str]:
 
 
 def summarize(
-    metadata_path: str | Path, run_id: str | None = None, pipeline_name: str | None = None
+    metadata_path: str | Path,
+    run_id: str | None = None,
+    pipeline_name: str | None = None,
+    with_evaluation: bool = True,
 ) -> RunSummary:
+    """One run, read back from MLMD. ``with_evaluation=False`` skips the TFMA results (no TFMA import: fast)."""
     store = connect(metadata_path)
     ids = list_run_ids(store, pipeline_name)
     if not ids:
@@ -128,7 +143,10 @@ def summarize(
     ctx = store.get_context_by_type_and_name(PIPELINE_RUN_CONTEXT, run_id)
     if ctx is None:
         raise LookupError(f"no run {run_id!r} in {metadata_path}; known runs: {', '.join(ids[-5:])}")
-    return _summarize_context(store, ctx, pipeline_name or "")
+    # Graft's local layout: <run_root>/{metadata.sqlite, pipeline_root/}.
+    return _summarize_context(
+        store, ctx, pipeline_name or "", Path(metadata_path).parent / "pipeline_root", with_evaluation
+    )
 
 
 def _node_id_of(store, execution) -> str:
@@ -139,11 +157,14 @@ def _node_id_of(store, execution) -> str:
     return store.get_execution_types_by_id([execution.type_id])[0].name.rsplit(".", 1)[-1]
 
 
-def _summarize_context(store, ctx, pipeline_name: str) -> RunSummary:
+def _summarize_context(
+    store, ctx, pipeline_name: str, pipeline_root: Path | None = None, with_evaluation: bool = True
+) -> RunSummary:
     from ml_metadata.proto import metadata_store_pb2
 
     summary = RunSummary(run_id=ctx.name, pipeline_name=pipeline_name)
     executions = store.get_executions_by_context(ctx.id)
+    summary.start_ms = ctx.create_time_since_epoch
     if not executions:
         return summary
     for e in sorted(executions, key=lambda e: (e.create_time_since_epoch, e.id)):
@@ -172,6 +193,15 @@ def _summarize_context(store, ctx, pipeline_name: str) -> RunSummary:
     out_ids = [ev.artifact_id for ev in events if ev.type == metadata_store_pb2.Event.OUTPUT]
     artifacts = store.get_artifacts_by_id(out_ids) if out_ids else []
     type_names = {t.id: t.name for t in store.get_artifact_types_by_id(list({a.type_id for a in artifacts}))}
+    node_of = {x.id: x.node_id for x in summary.executions}
+    uri_of = {a.id: a.uri for a in artifacts}
+    for ev in events:
+        key = ev.path.steps[0].key if ev.path.steps else ""
+        if ev.type == metadata_store_pb2.Event.OUTPUT and ev.artifact_id in uri_of:
+            summary.outputs[f"{node_of.get(ev.execution_id, '?')}.{key}"] = uri_of[ev.artifact_id]
+        elif ev.type == metadata_store_pb2.Event.INPUT and key == "baseline_model":
+            baseline = store.get_artifacts_by_id([ev.artifact_id])
+            summary.baseline_model_uri = baseline[0].uri if baseline else None
     for a in artifacts:
         tname = type_names.get(a.type_id, "?")
         summary.artifacts[tname] = a.uri
@@ -182,13 +212,22 @@ def _summarize_context(store, ctx, pipeline_name: str) -> RunSummary:
             if summary.pushed:
                 summary.pushed_path = _prop(a, "pushed_destination")
                 summary.pushed_version = str(_prop(a, "pushed_version", "")) or None
-        elif tname == "ModelEvaluation":
+        elif tname == "ModelEvaluation" and with_evaluation:
             summary.test_metrics, summary.threshold_failures = read_evaluation(a.uri)
             summary.confusion_matrix = read_confusion_matrix(a.uri)
+            if summary.baseline_model_uri:
+                summary.baseline_metrics = read_evaluation(a.uri, model="baseline")[0]
         elif tname == "ExampleAnomalies":
             summary.anomalies = read_anomalies(a.uri)
-        elif tname == "Examples" and _prop(a, "skipped_files_uri") is not None:
-            summary.skipped_files = _read_json(_prop(a, "skipped_files_uri"), [])
+        elif tname == "Examples" and _prop(a, EXAMPLES_COUNTS_PROP) is not None:
+            # ExampleGen's own Examples (Transform's carry no counts): its data report and skipped-file list.
+            report = _read_json(str(Path(a.uri) / "data_report.json"), {})
+            summary.example_counts = report.get("counts") or json.loads(
+                _prop(a, EXAMPLES_COUNTS_PROP) or "{}"
+            )
+            summary.skipped_files = _read_json(str(Path(a.uri) / "skipped_files.json"), [])
+    if not summary.example_counts:
+        summary.skipped_files = _failed_example_gen_skipped(summary, pipeline_root)
     if "TransformGraph" in summary.artifacts:
         summary.class_names = read_class_names(summary.artifacts["TransformGraph"])
     if summary.confusion_matrix:
@@ -198,6 +237,24 @@ def _summarize_context(store, ctx, pipeline_name: str) -> RunSummary:
     return summary
 
 
+def _failed_example_gen_skipped(summary: RunSummary, pipeline_root: Path | None) -> list[dict[str, Any]]:
+    """When ExampleGen itself failed (too many bad files), TFX deleted its outputs; the skipped-file list is kept
+    at <pipeline_root>/<ExampleGen id>/skipped_files/<execution id>.json (image_example_gen/report.py)."""
+    for e in summary.executions:
+        if e.state != "FAILED":
+            continue
+        for root in _pipeline_roots(summary) + ([pipeline_root] if pipeline_root else []):
+            path = root / e.node_id / "skipped_files" / f"{e.id}.json"
+            if path.exists():
+                return _read_json(str(path), [])
+    return []
+
+
+def _pipeline_roots(summary: RunSummary) -> list[Path]:
+    """The pipeline root, as seen from any output uri (<pipeline_root>/<node>/<key>/<execution id>)."""
+    return list(dict.fromkeys(Path(uri).parents[2] for uri in summary.outputs.values() if uri))
+
+
 def _read_json(path: str, default):
     try:
         return json.loads(Path(path).read_text())
@@ -205,17 +262,42 @@ def _read_json(path: str, default):
         return default
 
 
-def read_evaluation(uri: str) -> tuple[dict[str, float], list[str]]:
-    """Overall-slice metrics of the candidate model, and each failed threshold in plain words."""
+def eval_model_names(uri: str) -> dict[str, str | None]:
+    """{'candidate': name, 'baseline': name or None} from the evaluation's eval_config.json.
+
+    With a baseline, TFMA stores both models' metrics and plots under their model names; loading with
+    ``model_name=None`` then finds no plots (TFMA logs "Fail to find plots for model name: None").
+    """
+    names: dict[str, str | None] = {"candidate": None, "baseline": None}
+    config = _read_json(str(Path(uri) / "eval_config.json"), {})
+    for spec in (config.get("evalConfig") or {}).get("modelSpecs", []):
+        role = "baseline" if spec.get("isBaseline") else "candidate"
+        if names[role] is None:
+            names[role] = spec.get("name") or None
+    return names
+
+
+def load_eval_result(uri: str, model: str = "candidate"):
+    """TFMA's EvalResult of the candidate (or the baseline) model of one ModelEvaluation artifact."""
+    import logging
+
+    import tensorflow_model_analysis as tfma
+
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # TFMA's reader logs a deprecation on every load
+    names = eval_model_names(uri)
+    if model == "baseline" and names["baseline"] is None:
+        raise LookupError(f"the evaluation at {uri} has no baseline model")
+    return tfma.load_eval_result(uri, model_name=names[model])
+
+
+def read_evaluation(uri: str, model: str = "candidate") -> tuple[dict[str, float], list[str]]:
+    """Overall-slice metrics of the candidate (or baseline) model, and each failed threshold in plain words."""
     import tensorflow_model_analysis as tfma
 
     metrics: dict[str, float] = {}
     failures: list[str] = []
-    import logging
-
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # TFMA's reader logs a deprecation on every load
     try:
-        result = tfma.load_eval_result(uri)
+        result = load_eval_result(uri, model)
         for slice_key, per_output in result.slicing_metrics:
             if slice_key != ():
                 continue
@@ -230,6 +312,8 @@ def read_evaluation(uri: str) -> tuple[dict[str, float], list[str]]:
                             metrics[clean] = _finite(float(v["doubleValue"]))
     except Exception as e:  # noqa: BLE001 - a summary must not crash on a partial evaluation
         failures.append(f"could not read the evaluation at {uri}: {e}")
+    if model != "candidate":
+        return metrics, failures
     try:
         validation = tfma.load_validation_result(uri)
         for failure in validation.metric_validations_per_slice:
@@ -258,12 +342,10 @@ def read_class_names(transform_graph_uri: str) -> list[str]:
     return []
 
 
-def read_confusion_matrix(uri: str) -> list[list[int]]:
+def read_confusion_matrix(uri: str, model: str = "candidate") -> list[list[int]]:
     """Overall-slice multi-class confusion matrix [actual][predicted] at threshold 0 (argmax)."""
-    import tensorflow_model_analysis as tfma
-
     try:
-        result = tfma.load_eval_result(uri)
+        result = load_eval_result(uri, model)
     except Exception:  # noqa: BLE001
         return []
     for slice_key, per_output in result.plots:
@@ -365,3 +447,60 @@ def read_anomalies(uri: str) -> list[str]:
             info = anomalies.dataset_anomaly_info
             out.append(f"[{split}] dataset: {info.description or info.short_description}")
     return out
+
+
+# ---- run records: what MLMD does not keep (the effective config, how the run ended) --------------------------------
+RUNS_DIR = "runs"
+# Exceptions that mean "stopped by data validation" (exit code 3), wherever they sit in the exception chain.
+DATA_ERROR_NAMES = frozenset({"DataValidationError", "TooManyBadFilesError", "NoImagesFoundError"})
+
+
+def record_path(run_root: str | Path, run_id: str) -> Path:
+    """<run_root>/runs/<run id>.json; the run id (an ISO timestamp) with ':' and other odd characters as '_'."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
+    return Path(run_root) / RUNS_DIR / f"{safe}.json"
+
+
+def write_run_record(run_root: str | Path, run_id: str, record: dict[str, Any]) -> Path:
+    path = record_path(run_root, run_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=1, sort_keys=True, default=str), encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def read_run_record(run_root: str | Path, run_id: str) -> dict[str, Any] | None:
+    """The record ``graft run`` wrote for this run, or None (a run made by other means, or an older Graft)."""
+    record = _read_json(str(record_path(run_root, run_id)), None)
+    return record if isinstance(record, dict) and record.get("run_id") == run_id else None
+
+
+def update_run_record(run_root: str | Path, run_id: str, **fields: Any) -> None:
+    record = read_run_record(run_root, run_id)
+    if record is not None:
+        record.update(fields)
+        write_run_record(run_root, run_id, record)
+
+
+def describe_error(error: BaseException | None) -> dict[str, Any] | None:
+    """The failure in plain data: the most telling exception of the chain (a data error if there is one)."""
+    if error is None:
+        return None
+    chain, seen, e = [], set(), error
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    data = next((x for x in chain if type(x).__name__ in DATA_ERROR_NAMES), None)
+    main = data or error
+    kind = (
+        "data_validation" if data else ("interrupted" if isinstance(error, KeyboardInterrupt) else "failure")
+    )
+    return {"type": type(main).__name__, "message": str(main) or type(main).__name__, "kind": kind}
+
+
+def evaluation_cache_entry(summary: RunSummary) -> dict[str, Any] | None:
+    """Test metrics keyed by the evaluation artifact they came from, so `graft runs` need not load TFMA."""
+    uri = summary.artifacts.get("ModelEvaluation")
+    return {"uri": uri, "test_metrics": summary.test_metrics} if uri else None
