@@ -57,6 +57,9 @@ def doctor(root: str, as_json: bool) -> None:
 # ---- running the pipeline -----------------------------------------------------------------------------------
 def _common_run_options(f):
     f = click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary last.")(f)
+    f = click.option(
+        "--no-report", is_flag=True, help="Skip the HTML run report (written by default; see `graft report`)."
+    )(f)
     f = click.option("-v", "--verbose", is_flag=True, help="Show TFX/Beam logs.")(f)
     f = click.option("-q", "--quiet", is_flag=True, help="Only the final summary.")(f)
     f = click.option("--no-cache", is_flag=True, help="Re-execute every component (TFX caching off).")(f)
@@ -85,7 +88,24 @@ def _chain(exc: BaseException):
 DATA_ERROR_NAMES = {"DataValidationError", "TooManyBadFilesError", "NoImagesFoundError"}
 
 
-def _execute(cfg, as_json: bool, quiet: bool, verbose: bool) -> int:
+def _write_report(cfg, run_summary) -> str | None:
+    """The run's HTML report (graft report); a report that cannot be written never changes the run's outcome."""
+    if run_summary is None:
+        return None
+    from graft.pipeline import report
+
+    try:
+        return str(
+            report.write_report(
+                cfg.metadata_path, run_summary.run_id, cfg.name, cfg.run_root, summary=run_summary
+            ).path
+        )
+    except Exception as e:  # noqa: BLE001
+        click.echo(f"graft: warning: could not write the run report: {type(e).__name__}: {e}", err=True)
+        return None
+
+
+def _execute(cfg, as_json: bool, quiet: bool, verbose: bool, make_report: bool = True) -> int:
     """Run the DAG locally, print the outcome, return the exit code."""
     import json
 
@@ -114,6 +134,11 @@ def _execute(cfg, as_json: bool, quiet: bool, verbose: bool) -> int:
             code = EXIT_USAGE
         else:
             click.echo(f"graft: the run failed, nothing was pushed: {type(e).__name__}: {e}", err=True)
+            from graft.pipeline import recovery
+
+            hint = recovery.failure_hint(e, cfg)
+            if hint:
+                click.echo(f"graft: {hint}", err=True)
             if verbose:
                 import traceback
 
@@ -121,15 +146,20 @@ def _execute(cfg, as_json: bool, quiet: bool, verbose: bool) -> int:
             else:
                 click.echo("graft: rerun with -v for the full traceback.", err=True)
             code = EXIT_FAILED
+        report_path = _write_report(cfg, failed) if make_report else None
+        if report_path:
+            click.echo(f"graft: what happened, in one page: {report_path}", err=True)
         if as_json:
             payload = failed.to_dict() if failed else {}
             payload.update({"ok": False, "exit_code": code, "error": f"{type(e).__name__}: {e}"})
+            payload["report"] = report_path
             click.echo(json.dumps(payload, indent=2, default=str))
         return code
-    click.echo(summary.render(result, cfg), err=as_json)
+    report_path = _write_report(cfg, result) if make_report else None
+    click.echo(summary.render(result, cfg, report_path=report_path), err=as_json)
     if as_json:
         payload = result.to_dict()
-        payload.update({"ok": True, "exit_code": EXIT_OK})
+        payload.update({"ok": True, "exit_code": EXIT_OK, "report": report_path})
         click.echo(json.dumps(payload, indent=2, default=str))
     return EXIT_OK
 
@@ -154,7 +184,7 @@ def _load(config_file, overrides, base) -> object:
     help="TF Hub handle: URL, gs:// path, local SavedModel dir, or an offline name.",
 )
 @_common_run_options
-def run(data, backbone, root, config_file, overrides, no_cache, quiet, verbose, as_json):
+def run(data, backbone, root, config_file, overrides, no_cache, quiet, verbose, no_report, as_json):
     """Run the whole pipeline on your images with LocalDagRunner.
 
     Exit codes: 0 completed (pushed, or not blessed: both said plainly), 1 failed, 2 usage/config error,
@@ -166,12 +196,12 @@ def run(data, backbone, root, config_file, overrides, no_cache, quiet, verbose, 
     if no_cache:
         base["enable_cache"] = False
     cfg = _load(config_file, overrides, base)
-    sys.exit(_execute(cfg, as_json, quiet, verbose))
+    sys.exit(_execute(cfg, as_json, quiet, verbose, make_report=not no_report))
 
 
 @main.command()
 @_common_run_options
-def demo(root, config_file, overrides, no_cache, quiet, verbose, as_json):
+def demo(root, config_file, overrides, no_cache, quiet, verbose, no_report, as_json):
     """Run the whole pipeline on the embedded default: 5,000 real MNIST digits + ImageNet MobileNet V1, offline."""
     from graft.pipeline import demo as demo_mod
     from graft.pipeline.config import ConfigError
@@ -190,7 +220,94 @@ def demo(root, config_file, overrides, no_cache, quiet, verbose, as_json):
     if not quiet:
         click.echo(f"[graft] demo data: {cfg.data.path}", err=True)
     demo_mod.write_mnist_tree(__import__("pathlib").Path(cfg.data.path))
-    sys.exit(_execute(cfg, as_json, quiet, verbose))
+    sys.exit(_execute(cfg, as_json, quiet, verbose, make_report=not no_report))
+
+
+# ---- what happened: graft report / graft runs -------------------------------------------------------------------
+def _locate_options(f):
+    f = click.option(
+        "--set",
+        "overrides",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Config override, e.g. name=my_pipeline.",
+    )(f)
+    f = click.option(
+        "--config", "config_file", type=click.Path(dir_okay=False), help="The YAML config the runs used."
+    )(f)
+    f = click.option(
+        "--root",
+        type=click.Path(file_okay=False),
+        help="Run root, as given to `graft run` (default: graft_runs).",
+    )(f)
+    return f
+
+
+def _locate(root, config_file, overrides):
+    """The config that says where the runs live (root and pipeline name); exits 2 when no run was ever made there."""
+    cfg = _load(config_file, overrides, {"root": root} if root else None)
+    if not cfg.metadata_path.exists():
+        click.echo(
+            f"graft: no runs under {cfg.run_root} (no {cfg.metadata_path.name} there). Pass the --root (and "
+            "--set name=...) that `graft run` used.",
+            err=True,
+        )
+        sys.exit(EXIT_USAGE)
+    return cfg
+
+
+@main.command()
+@click.argument("run_id", default="latest")
+@_locate_options
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    help="Output folder (default: <root>/<name>/reports/<run id>/).",
+)
+def report(run_id, root, config_file, overrides, out_dir):
+    """Write the HTML report of a run (RUN_ID from `graft runs`, default: the latest) and print its path.
+
+    One self-contained HTML file (plots embedded) plus the PNGs: data per split and class, skipped files, anomalies,
+    sample images after Transform, training curves of both phases, confusion matrix, per-class precision / recall,
+    each threshold of the blessing against the baseline, the pushed version, and the effective config.
+    """
+    cfg = _locate(root, config_file, overrides)
+    from graft.pipeline import report as report_mod
+
+    try:
+        written = report_mod.write_report(cfg.metadata_path, run_id, cfg.name, cfg.run_root, out_dir=out_dir)
+    except report_mod.ReportError as e:
+        click.echo(f"graft: {e}", err=True)
+        sys.exit(EXIT_USAGE)
+    click.echo(str(written.path))
+
+
+@main.command()
+@_locate_options
+@click.option(
+    "--limit", default=20, show_default=True, type=click.IntRange(0), help="Newest runs to show (0: all)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+def runs(root, config_file, overrides, limit, as_json):
+    """One line per run, oldest first, from MLMD: id, start, duration, status, test accuracy, blessed, pushed."""
+    import json
+
+    cfg = _locate(root, config_file, overrides)
+    from graft.pipeline import report as report_mod
+
+    rows = report_mod.run_history(cfg.metadata_path, cfg.name, cfg.run_root)
+    hidden = max(0, len(rows) - limit) if limit else 0
+    rows = rows[hidden:]
+    if as_json:
+        click.echo(json.dumps([r.to_dict() for r in rows], indent=2))
+        return
+    if not rows:
+        click.echo(f"no runs of pipeline '{cfg.name}' under {cfg.run_root}")
+        return
+    click.echo(report_mod.format_history(rows))
+    if hidden:
+        click.echo(f"({hidden} older run(s) not shown; --limit 0 shows all)")
 
 
 @main.group("config")

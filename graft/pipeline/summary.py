@@ -6,7 +6,7 @@ from graft.pipeline.config import GraftConfig
 from graft.pipeline.runs import RunSummary
 
 
-def render(s: RunSummary, cfg: GraftConfig) -> str:
+def render(s: RunSummary, cfg: GraftConfig, report_path: str | None = None) -> str:
     lines = [f"[graft] run {s.run_id}: {s.status.lower()} in {s.seconds:.0f} s"]
     components = [e for e in s.executions if not e.node_id.endswith("_resolver")]
     cached = [e.node_id for e in components if e.state == "CACHED"]
@@ -20,7 +20,8 @@ def render(s: RunSummary, cfg: GraftConfig) -> str:
         if acc is not None:
             lines.append(f"[graft] test accuracy {acc:.4f}" + (f" on {int(n)} examples" if n else ""))
     if s.skipped_files:
-        lines.append(f"[graft] {len(s.skipped_files)} file(s) skipped as unreadable (listed in the report)")
+        where = "listed in the report" if report_path else "`graft report` lists them"
+        lines.append(f"[graft] {len(s.skipped_files)} file(s) skipped as unreadable ({where})")
     pusher_cached = any(e.node_id == "Pusher" and e.state == "CACHED" for e in s.executions)
     if s.blessed:
         if pusher_cached and s.pushed:
@@ -44,4 +45,6 @@ def render(s: RunSummary, cfg: GraftConfig) -> str:
         )
         for f in s.threshold_failures or ["(no detail recorded)"]:
             lines.append(f"[graft]   - {f}")
+    if report_path:
+        lines.append(f"[graft] report (plots, data, blessing, config): {report_path}")
     return "\n".join(lines)
