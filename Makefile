@@ -10,6 +10,7 @@ LOCK_INPUTS := requirements.lock requirements-nodeps.txt overrides.txt pyproject
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 DEMO_ARGS ?=
 
 .PHONY: help setup demo test test-fast lint bench lock clean
@@ -18,7 +19,7 @@ help:
 	@echo "make test   - set up, then run the test suite"
 	@echo "make setup  - create $(VENV) from requirements.lock (idempotent)"
 	@echo "make lint   - ruff"
-	@echo "make bench  - benchmarks (ratios, side by side)"
+	@echo "make bench  - benchmarks (ratios, side by side; ~2 h on 2 cores; BENCH_ARGS=--quick: smoke test)"
 	@echo "make lock   - re-resolve requirements.in into requirements.lock"
 
 # Idempotent: the stamp holds the hash of the lock inputs; nothing changed -> nothing done.
@@ -55,8 +56,9 @@ lint: setup
 	$(VENV)/bin/ruff check graft tests bench
 	$(VENV)/bin/ruff format --check graft tests bench
 
+# e.g. make bench BENCH_ARGS="bench_serving --runs=5"  or  BENCH_ARGS=--quick (a smoke test of every bench)
 bench: setup
-	$(VENV)/bin/python -m bench
+	$(VENV)/bin/python -m bench $(BENCH_ARGS)
 
 # Re-resolve the pins. --exclude-newer keeps the resolution reproducible; move the date deliberately.
 lock:
