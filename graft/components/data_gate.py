@@ -189,8 +189,10 @@ def gate_problems(
     classes: list[str],
     configured: list[str],
     min_train: int,
+    folder_classes: list[str] = (),
 ) -> list[str]:
-    """Every reason to stop, in plain words. ``rep`` is ExampleGen's data report."""
+    """Every reason to stop, in plain words. ``rep`` is ExampleGen's data report. ``folder_classes``: the class
+    folders seen when the pipeline was built (data.classes unset), which the Evaluator's per-class metrics use."""
     problems: list[str] = []
     counts: dict[str, dict[str, int]] = rep.get("counts", {})
     presplit = rep.get("form") == "presplit"
@@ -218,6 +220,20 @@ def gate_problems(
             problems.append(
                 f"class '{c}' has {n} train example{'s' if n != 1 else ''}, fewer than "
                 f"data.min_train_examples_per_class={min_train}: add images of '{c}' (or lower that setting)"
+            )
+
+    if folder_classes and not configured:
+        found = {label for per in counts.values() for label in per}
+        for c in sorted(set(folder_classes) - found):
+            problems.append(
+                f"class folder '{c}' has no usable images (it is empty, or every file in it was skipped): add "
+                f"images of '{c}' or remove the folder"
+            )
+        for c in sorted(found - set(folder_classes)):
+            problems.append(
+                f"class '{c}' was not a class folder when the pipeline was built (its per-class evaluation is set "
+                f"up for {sorted(folder_classes)}): the data changed; rerun `graft run` (or `graft compile` again "
+                "for Kubeflow), or list the classes in data.classes"
             )
 
     outside: set[str] = set()
@@ -269,6 +285,7 @@ def DataGate(  # noqa: N802 (TFX component name)
     validated_schema: OutputArtifact[standard_artifacts.Schema],
     classes_json: Parameter[str],
     min_train_examples_per_class: Parameter[int],
+    folder_classes_json: Parameter[str] = "[]",
 ) -> None:
     """Stop the run (DataValidationError) on any data problem; else pass the schema on to Transform."""
     rep = report_mod.read_data_report(examples.uri)
@@ -276,7 +293,12 @@ def DataGate(  # noqa: N802 (TFX component name)
     classes = label_domain(proto)
     configured = list(json.loads(classes_json))
     problems = gate_problems(
-        rep, _load_anomalies(anomalies), classes, configured, int(min_train_examples_per_class)
+        rep,
+        _load_anomalies(anomalies),
+        classes,
+        configured,
+        int(min_train_examples_per_class),
+        list(json.loads(folder_classes_json or "[]")),
     )
     if problems:
         message = format_problems(problems, rep)

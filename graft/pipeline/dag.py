@@ -150,7 +150,7 @@ def create_pipeline(
     leaves MLMD to the cluster and uses ``kubeflow.pipeline_root``."""
     import graft  # noqa: F401, I001  (legacy Keras before TensorFlow)
 
-    from tfx.components import Evaluator, ExampleValidator, Pusher, StatisticsGen, Trainer, Transform
+    from tfx.components import Evaluator, ExampleValidator, StatisticsGen, Trainer, Transform
     from tfx.dsl.components.common.resolver import Resolver
     from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
     from tfx.orchestration import metadata
@@ -162,11 +162,15 @@ def create_pipeline(
     from graft.components.image_example_gen.component import ImageExampleGen
     from graft.components.image_example_gen.layout import detect_layout
 
+    # TFX's Pusher component with Graft's executor: a local push lands atomically (staged, then renamed).
+    from graft.components.pusher import Pusher
+
     config.validate()
     classes_json = json.dumps(list(config.data.classes))
 
     # ---- data in -------------------------------------------------------------------------------------------------
     layout = detect_layout(config.data)
+    class_names = class_names_hint(config, layout)
     example_gen = ImageExampleGen.from_layout(layout, config.data)
     statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = data_gate.CuratedSchemaGen(
@@ -181,6 +185,9 @@ def create_pipeline(
         schema=schema_gen.outputs["schema"],
         classes_json=classes_json,
         min_train_examples_per_class=config.data.min_train_examples_per_class,
+        # The class folders seen now, when data.classes is not set: the Evaluator's per-class metrics are built
+        # for exactly these, so the gate stops a run whose data has other classes (an empty class folder).
+        folder_classes_json=json.dumps([] if config.data.classes else (class_names or [])),
     )
     # ---- Transform: the backbone's preprocessing; runs only on validated data ------------------------------------
     transform = Transform(
@@ -225,7 +232,7 @@ def create_pipeline(
         model=trainer.outputs["model"],
         baseline_model=baseline.outputs["model"],
         example_splits=[features.TEST_SPLIT],
-        eval_config=evaluation.build_eval_config(config.evaluation, class_names_hint(config, layout)),
+        eval_config=evaluation.build_eval_config(config.evaluation, class_names),
     )
     # ---- Pusher: only a blessed model reaches <serving_root>/<model_name>/<version>/ -----------------------------
     pusher = Pusher(
