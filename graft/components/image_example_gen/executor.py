@@ -288,6 +288,76 @@ def _label_of(example) -> str:
     return example.features.feature[features.LABEL_KEY].bytes_list.value[0].decode("utf-8")
 
 
+# ---- the same picture twice ---------------------------------------------------------------------------------------
+def _content_key(example) -> tuple[str, tuple[bytes, str]]:
+    feats = example.features.feature
+    image = feats[features.IMAGE_KEY].bytes_list.value[0]
+    return files.sha256_hex(image), (feats[features.PATH_KEY].bytes_list.value[0], _label_of(example))
+
+
+def _duplicate_group(item):
+    """(sha256, [(path, label), ...]) -> one report entry when the same bytes were read more than once."""
+    sha, copies = item
+    copies = sorted(set(copies))
+    if len(copies) > 1:
+        yield {
+            "sha256": sha,
+            "labels": sorted({label for _, label in copies}),
+            "paths": [files.display(p) for p, _ in copies],
+            "_copies": copies,
+        }
+
+
+def _conflict_reasons(group: dict):
+    """A group of identical files under more than one label: every copy is quarantined, with the others named."""
+    if len(group["labels"]) < 2:
+        return
+    copies = group["_copies"]
+    for path, label in copies:
+        others = [f"'{files.display(p)}' (label '{lab}')" for p, lab in copies if p != path][:3]
+        more = len(copies) - 1 - len(others)
+        yield (
+            path,
+            f"the same image (sha256 {group['sha256'][:12]}) is also {', '.join(others)}"
+            + (f" and {more} more" if more > 0 else "")
+            + f", but here it is labelled '{label}': one picture under {len(group['labels'])} labels is quarantined "
+            "(every copy). Keep it under the right label only",
+        )
+
+
+def _public_group(group: dict) -> dict:
+    return {k: v for k, v in group.items() if not k.startswith("_")}
+
+
+def quarantine_conflicting_duplicates(named: dict):
+    """{name: examples} -> ({name: examples without conflicting duplicates}, bad entries, duplicate groups).
+
+    Identical image bytes under two or more labels are label noise that no threshold can see: every copy goes to
+    the skipped list (counted against data.max_bad_fraction). Identical bytes under one label are kept and only
+    reported (data_report.json 'duplicates', and a warning): they may sit in different splits.
+    """
+    groups = (
+        [pcoll | f"ContentKey[{n}]" >> beam.Map(_content_key) for n, pcoll in named.items()]
+        | "AllContentKeys" >> beam.Flatten()
+        | "GroupByContent" >> beam.GroupByKey()
+        | "DuplicateGroups" >> beam.FlatMap(_duplicate_group)
+    )
+    conflicts = groups | "ConflictReasons" >> beam.FlatMap(_conflict_reasons)
+    drop = beam.pvalue.AsDict(conflicts)
+    kept = {
+        n: pcoll
+        | f"DropConflicts[{n}]"
+        >> beam.Filter(
+            lambda ex, d: ex.features.feature[features.PATH_KEY].bytes_list.value[0] not in d, d=drop
+        )
+        for n, pcoll in named.items()
+    }
+    bad = conflicts | "ConflictsToBad" >> beam.Map(
+        lambda kv: _bad(kv[0].decode("utf-8", "surrogateescape"), kv[1])
+    )
+    return kept, bad, groups | "PublicGroups" >> beam.Map(_public_group)
+
+
 class _WriteJson(beam.DoFn):
     def __init__(self, path: str):
         self._path = path
@@ -370,6 +440,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         _makedirs(work)
         counts_path = os.path.join(work, "counts.json")
         bad_path = os.path.join(work, "bad.json")
+        duplicates_path = os.path.join(work, "duplicates.json")
         logging.info(
             "Reading %s data from %s with patterns %s",
             settings["form"],
@@ -391,7 +462,8 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
             examples, bad = pipeline | "Read" >> _ReadSplit(  # pylint: disable=no-value-for-parameter
                 settings, input_base, input_config.splits[0].pattern, "all"
             )
-            parts = examples | "SplitByPathHash" >> beam.Partition(
+            kept, dup_bad, dup_groups = quarantine_conflicting_duplicates({"all": examples})
+            parts = kept["all"] | "SplitByPathHash" >> beam.Partition(
                 base_example_gen_executor._PartitionFn,  # noqa: SLF001 - TFX's own hash split, kept identical
                 len(buckets),
                 buckets,
@@ -406,6 +478,13 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
                 )
                 splits[s.name] = examples
                 bads.append(bad)
+            splits, dup_bad, dup_groups = quarantine_conflicting_duplicates(splits)
+        bads.append(dup_bad)
+        _ = (
+            dup_groups
+            | "DuplicatesToList" >> beam.combiners.ToList()
+            | "WriteDuplicates" >> beam.ParDo(_WriteJson(duplicates_path))
+        )
 
         output_file_format = exec_properties.get(
             standard_component_specs.OUTPUT_FILE_FORMAT_KEY, example_gen_pb2.FILE_FORMAT_UNSPECIFIED
@@ -433,8 +512,9 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
 
         counts_raw = report_mod._read_json(counts_path)  # noqa: SLF001
         skipped = sorted(report_mod._read_json(bad_path), key=lambda b: (b["path"], b["reason"]))  # noqa: SLF001
+        duplicates = sorted(report_mod._read_json(duplicates_path), key=lambda g: g["paths"])  # noqa: SLF001
         _rmtree(work)
-        self._finish(artifact, settings, input_base, span, split_names, counts_raw, skipped)
+        self._finish(artifact, settings, input_base, span, split_names, counts_raw, skipped, duplicates)
 
         output_payload_format = exec_properties.get(standard_component_specs.OUTPUT_DATA_FORMAT_KEY)
         if output_payload_format:
@@ -447,7 +527,9 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
             examples_utils.set_file_format(artifact, write_split.to_file_format_str(output_file_format))
 
     @staticmethod
-    def _finish(artifact, settings, input_base, span, split_names, counts_raw, skipped) -> dict:
+    def _finish(
+        artifact, settings, input_base, span, split_names, counts_raw, skipped, duplicates=()
+    ) -> dict:
         counts: dict[str, dict[str, int]] = {s: {} for s in split_names}
         for (split, label), n in counts_raw:
             counts.setdefault(split, {})[label] = int(n)
@@ -468,6 +550,9 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
             "max_bad_fraction": float(settings["max_bad_fraction"]),
             "classes": classes,
             "counts": counts,
+            # Identical image bytes read more than once: [{sha256, labels, paths}]. Groups with two or more labels
+            # were quarantined (they are in the skipped list); one-label groups were kept (possible split leakage).
+            "duplicates": list(duplicates),
         }
         max_bad = float(settings["max_bad_fraction"])
         failing = num_examples == 0 or bad_fraction > max_bad
@@ -489,6 +574,12 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
 
         for b in skipped[:_MAX_LOGGED]:
             logging.warning("Skipped %s: %s", b["path"], b["reason"])
+        for g in [g for g in duplicates if len(g["labels"]) == 1][:_MAX_LOGGED]:
+            logging.warning(
+                "The same image is in %d files (kept; copies may land in different splits): %s",
+                len(g["paths"]),
+                ", ".join(g["paths"][:5]),
+            )
         if len(skipped) > _MAX_LOGGED:
             logging.warning(
                 "... and %d more skipped files, all listed in %s", len(skipped) - _MAX_LOGGED, skipped_file

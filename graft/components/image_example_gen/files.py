@@ -75,6 +75,9 @@ def class_name_problem(name: str) -> str | None:
         return f"class name {name!r} starts or ends with white space: rename it"
     if any(ord(c) < 32 or ord(c) == 127 for c in name):
         return f"class name {name!r} contains control characters: rename it"
+    # Class names become file and directory names downstream (reports, exports): no path tricks.
+    if "/" in name or "\\" in name or name in (".", ".."):
+        return f"class name {name!r} is a path ('/', '\\\\', '.' or '..'): use a plain name"
     return None
 
 
