@@ -39,6 +39,19 @@ def test_yaml_then_set_overrides(tmp_path):
         ("evaluation.min_accuracy=1.5", "'evaluation.min_accuracy'"),
         ("train.phase1_learning_rate=.nan", "finite"),
         ("data.schema_path=my_schema.txt", "'data.schema_path'"),
+        ("kubeflow.trainer_accelerator_count=-1", "'kubeflow.trainer_accelerator_count': must be in [0, 16]"),
+        ("kubeflow.trainer_accelerator_type=t4", "expected a Vertex accelerator name"),
+        ("kubeflow.kfp_accelerator_resource=gpu", "Kubernetes extended resource name"),
+        (
+            "kubeflow.image=Not An Image",
+            "'kubeflow.image': 'Not An Image' is not a container image reference",
+        ),
+        ("kubeflow.region=Europe", "'kubeflow.region'"),
+        ("kubeflow.trainer_memory_gb=0", "'kubeflow.trainer_memory_gb'"),
+        ("kubeflow.kfp_host=localhost:8080", "'kubeflow.kfp_host'"),
+        ("beam.runner=spark2", "allowed values: 'direct', 'dataflow', 'flink', 'spark'"),
+        ("beam.runner=dataflow", "'beam.dataflow.project'"),
+        ("beam.runner=flink", "'beam.portable.job_endpoint'"),
     ],
 )
 def test_bad_values_name_the_key(override, needle):
@@ -66,3 +79,31 @@ def test_derived_paths(tmp_path):
     cfg = load_config(None, [f"root={tmp_path}", "name=demo", "push.model_name=digits"])
     assert cfg.metadata_path == tmp_path / "demo" / "metadata.sqlite"
     assert cfg.serving_model_dir == tmp_path / "demo" / "serving" / "digits"
+
+
+def test_dataflow_settings_become_beam_args_and_beam_args_come_last():
+    cfg = load_config(
+        None,
+        [
+            "beam.runner=dataflow",
+            "beam.dataflow.project=my-project",
+            "beam.dataflow.region=europe-west4",
+            "beam.dataflow.temp_location=gs://bucket/tmp",
+            "beam.dataflow.sdk_container_image=europe-docker.pkg.dev/my-project/graft/graft:1.0",
+            "beam.args=[--max_num_workers=3]",
+        ],
+    )
+    args = cfg.beam.pipeline_args()
+    assert args[0] == "--runner=DataflowRunner" and args[-1] == "--max_num_workers=3"
+    assert "--max_num_workers=10" in args  # the typed default, overridden by the later beam.args value
+    assert not any(a.startswith("--direct_") for a in args)
+    with pytest.raises(ConfigError, match="'beam.dataflow.temp_location'.*gs://"):
+        load_config(
+            None,
+            [
+                "beam.runner=dataflow",
+                "beam.dataflow.project=my-project",
+                "beam.dataflow.region=europe-west4",
+                "beam.dataflow.temp_location=/tmp/x",
+            ],
+        )

@@ -210,6 +210,129 @@ class PushConfig:
         check_safe_name(self.model_name, "push.model_name")
 
 
+# Container image references: [registry[:port]/]path[:tag][@sha256:digest], lower-case path.
+IMAGE_RE = re.compile(
+    r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"
+)
+GCP_PROJECT_RE = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+GCP_REGION_RE = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
+
+
+def check_image(value: str, key: str) -> None:
+    _check(
+        bool(IMAGE_RE.match(value)),
+        key,
+        f"{value!r} is not a container image reference: expected [registry/]path[:tag][@sha256:digest], e.g. "
+        "us-central1-docker.pkg.dev/my-project/graft/graft:1.0",
+    )
+
+
+@dataclass
+class DataflowConfig:
+    # Used when beam.runner = 'dataflow': ExampleGen, StatisticsGen, Transform and the Evaluator run as Dataflow
+    # jobs. Required: project, region, temp_location, sdk_container_image.
+    project: str = ""
+    region: str = ""
+    # gs:// scratch space of the jobs; staging_location defaults to it.
+    temp_location: str = ""
+    staging_location: str = ""
+    machine_type: str = "n1-standard-4"
+    max_num_workers: int = 10
+    disk_size_gb: int | None = None
+    service_account_email: str = ""
+    # Full or short subnetwork URL (regions/REGION/subnetworks/NAME); empty: the default network.
+    subnetwork: str = ""
+    # The workers run Graft's own Beam code (the image ExampleGen's reader), so they need Graft's image: the one
+    # built from kubeflow/Dockerfile (its ENTRYPOINT is Beam's SDK boot), usually the same as kubeflow.image.
+    sdk_container_image: str = ""
+
+    def validate(self) -> None:
+        k = "beam.dataflow"
+        _check(
+            bool(GCP_PROJECT_RE.match(self.project)),
+            f"{k}.project",
+            f"{self.project!r}: set the GCP project id",
+        )
+        _check(
+            bool(GCP_REGION_RE.match(self.region)),
+            f"{k}.region",
+            f"{self.region!r}: set a region, e.g. us-central1",
+        )
+        for name in ("temp_location", "staging_location"):
+            v = getattr(self, name)
+            _check(
+                v.startswith("gs://") if (v or name == "temp_location") else True,
+                f"{k}.{name}",
+                f"{v!r}: Dataflow needs a gs:// path, e.g. gs://my-bucket/dataflow/tmp",
+            )
+        _check(self.max_num_workers >= 1, f"{k}.max_num_workers", "must be >= 1")
+        _check(self.disk_size_gb is None or self.disk_size_gb >= 10, f"{k}.disk_size_gb", "must be >= 10")
+        _check(bool(self.machine_type.strip()), f"{k}.machine_type", "must not be empty")
+        _check(
+            bool(self.sdk_container_image),
+            f"{k}.sdk_container_image",
+            "required: Dataflow workers need Graft's code; set it to the image built from kubeflow/Dockerfile "
+            "(the same as kubeflow.image)",
+        )
+        check_image(self.sdk_container_image, f"{k}.sdk_container_image")
+
+    def args(self) -> list[str]:
+        out = [
+            "--runner=DataflowRunner",
+            f"--project={self.project}",
+            f"--region={self.region}",
+            f"--temp_location={self.temp_location}",
+            f"--staging_location={self.staging_location or self.temp_location}",
+            f"--machine_type={self.machine_type}",
+            f"--max_num_workers={self.max_num_workers}",
+            f"--sdk_container_image={self.sdk_container_image}",
+            "--sdk_location=container",
+        ]
+        if self.disk_size_gb is not None:
+            out.append(f"--disk_size_gb={self.disk_size_gb}")
+        if self.service_account_email:
+            out.append(f"--service_account_email={self.service_account_email}")
+        if self.subnetwork:
+            out.append(f"--subnetwork={self.subnetwork}")
+        return out
+
+
+@dataclass
+class PortableRunnerConfig:
+    # Used when beam.runner = 'flink' or 'spark': Beam's PortableRunner submits to a Flink / Spark job server.
+    # host:port of the job server (e.g. flink-jobserver.kubeflow:8099). Required.
+    job_endpoint: str = ""
+    # How the job server starts Python workers: EXTERNAL (a Beam worker pool at environment_config, e.g. a
+    # sidecar running Graft's image with --worker_pool), DOCKER (environment_config = Graft's image), PROCESS.
+    environment_type: Literal["EXTERNAL", "DOCKER", "PROCESS", "LOOPBACK"] = "EXTERNAL"
+    environment_config: str = ""
+
+    def validate(self) -> None:
+        k = "beam.portable"
+        _check(
+            bool(re.match(r"^[A-Za-z0-9.-]+:[0-9]+$", self.job_endpoint)),
+            f"{k}.job_endpoint",
+            f"{self.job_endpoint!r}: set host:port of the Flink/Spark job server, e.g. flink-jobserver:8099",
+        )
+        _check(
+            bool(self.environment_config) or self.environment_type == "LOOPBACK",
+            f"{k}.environment_config",
+            f"required with environment_type={self.environment_type} (EXTERNAL: host:port of the worker pool; "
+            "DOCKER: Graft's image; PROCESS: the boot command JSON)",
+        )
+
+    def args(self) -> list[str]:
+        out = [
+            "--runner=PortableRunner",
+            f"--job_endpoint={self.job_endpoint}",
+            f"--environment_type={self.environment_type}",
+        ]
+        if self.environment_config:
+            out.append(f"--environment_config={self.environment_config}")
+        return out
+
+
 @dataclass
 class BeamConfig:
     # Beam pipeline args for StatisticsGen, Transform, Evaluator, ExampleGen. Default: DirectRunner in memory
@@ -217,15 +340,31 @@ class BeamConfig:
     args: list[str] = field(default_factory=list)
     direct_running_mode: Literal["in_memory", "multi_threading", "multi_processing"] = "in_memory"
     direct_num_workers: int = 1
+    # Typed runner settings: 'direct' (in the component's own process), 'dataflow' (beam.dataflow.*), 'flink' /
+    # 'spark' (beam.portable.*: a job server). beam.args come after the typed args, so they win on a clash.
+    runner: Literal["direct", "dataflow", "flink", "spark"] = "direct"
+    dataflow: DataflowConfig = field(default_factory=DataflowConfig)
+    portable: PortableRunnerConfig = field(default_factory=PortableRunnerConfig)
 
     def validate(self) -> None:
         _check(self.direct_num_workers >= 0, "beam.direct_num_workers", "must be >= 0 (0: number of cores)")
         for a in self.args:
             _check(a.startswith("--"), "beam.args", f"{a!r}: each Beam arg must look like --name=value")
+        if self.runner == "dataflow":
+            self.dataflow.validate()
+        elif self.runner in ("flink", "spark"):
+            self.portable.validate()
 
     def pipeline_args(self) -> list[str]:
-        args = list(self.args)
-        if not any(a.startswith("--runner") for a in args) or any("DirectRunner" in a for a in args):
+        typed: list[str] = []
+        if self.runner == "dataflow":
+            typed = self.dataflow.args()
+        elif self.runner in ("flink", "spark"):
+            typed = self.portable.args()
+        args = typed + list(self.args)
+        if self.runner == "direct" and (
+            not any(a.startswith("--runner") for a in args) or any("DirectRunner" in a for a in args)
+        ):
             args += [
                 f"--direct_running_mode={self.direct_running_mode}",
                 f"--direct_num_workers={self.direct_num_workers}",
@@ -235,17 +374,86 @@ class BeamConfig:
 
 @dataclass
 class KubeflowConfig:
-    # Container image that holds this project (kubeflow/Dockerfile).
+    # Container image holding this project, built from kubeflow/Dockerfile and pushed where the cluster pulls from
+    # (e.g. us-central1-docker.pkg.dev/PROJECT/REPO/graft:1.0). `graft compile --image` overrides it.
     image: str = ""
-    # GCS (or other) pipeline root on the cluster.
+    # Image of the Trainer task only (e.g. a separately built CUDA image). Empty: `image` (tensorflow/tfx, its
+    # base, is GPU-capable already).
+    trainer_image: str = ""
+    # Where the cluster writes the pipeline's artifacts: gs://BUCKET/... (Vertex); gs://, s3:// or minio:// (KFP).
     pipeline_root: str = ""
+    # The Trainer task's machine. Vertex accelerator names: NVIDIA_TESLA_T4, NVIDIA_L4, NVIDIA_TESLA_V100,
+    # NVIDIA_TESLA_A100, NVIDIA_A100_80GB, NVIDIA_H100_80GB, ... Count 0: CPU only.
     trainer_accelerator_type: str = "NVIDIA_TESLA_T4"
     trainer_accelerator_count: int = 1
-    trainer_cpu: str = "8"
-    trainer_memory: str = "32G"
+    # On a self-hosted KFP the GPUs are requested as this Kubernetes resource (count from above).
+    kfp_accelerator_resource: str = "nvidia.com/gpu"
+    # vCPU and memory (GB) limits of the Trainer task.
+    trainer_cpu: float = 8.0
+    trainer_memory_gb: float = 32.0
+    # Vertex AI: where `graft submit` / `graft schedule` create pipeline jobs (their --project / --region win),
+    # the service account the jobs run as (empty: the project's default compute account), and an optional peered
+    # VPC network (projects/NUMBER/global/networks/NAME).
+    project: str = ""
+    region: str = "us-central1"
+    service_account: str = ""
+    network: str = ""
+    # Self-hosted Kubeflow Pipelines: the API endpoint (e.g. http://localhost:8080 after
+    # `kubectl port-forward -n kubeflow svc/ml-pipeline-ui 8080:80`) and the experiment runs are filed under.
+    kfp_host: str = ""
+    kfp_experiment: str = "graft"
 
     def validate(self) -> None:
-        _check(self.trainer_accelerator_count >= 0, "kubeflow.trainer_accelerator_count", "must be >= 0")
+        k = "kubeflow"
+        for name in ("image", "trainer_image"):
+            if getattr(self, name):
+                check_image(getattr(self, name), f"{k}.{name}")
+        _check(
+            0 <= self.trainer_accelerator_count <= 16, f"{k}.trainer_accelerator_count", "must be in [0, 16]"
+        )
+        if self.trainer_accelerator_count:
+            _check(
+                bool(re.match(r"^[A-Z][A-Z0-9_]+$", self.trainer_accelerator_type)),
+                f"{k}.trainer_accelerator_type",
+                f"{self.trainer_accelerator_type!r}: expected a Vertex accelerator name such as NVIDIA_TESLA_T4, "
+                "NVIDIA_L4, NVIDIA_TESLA_A100 (or set kubeflow.trainer_accelerator_count=0 for CPU only)",
+            )
+        _check(
+            bool(
+                re.match(
+                    r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$",
+                    self.kfp_accelerator_resource,
+                )
+            ),
+            f"{k}.kfp_accelerator_resource",
+            f"{self.kfp_accelerator_resource!r}: expected a Kubernetes extended resource name such as nvidia.com/gpu",
+        )
+        _check(
+            0 < self.trainer_cpu <= 416, f"{k}.trainer_cpu", f"{self.trainer_cpu} vCPU: must be in (0, 416]"
+        )
+        _check(
+            0 < self.trainer_memory_gb <= 12_000,
+            f"{k}.trainer_memory_gb",
+            f"{self.trainer_memory_gb}: must be > 0",
+        )
+        if self.project:
+            _check(
+                bool(GCP_PROJECT_RE.match(self.project)),
+                f"{k}.project",
+                f"{self.project!r} is not a GCP project id (6-30 lower-case letters, digits, '-')",
+            )
+        _check(
+            bool(GCP_REGION_RE.match(self.region)),
+            f"{k}.region",
+            f"{self.region!r}: expected e.g. us-central1",
+        )
+        if self.kfp_host:
+            _check(
+                self.kfp_host.startswith(("http://", "https://")),
+                f"{k}.kfp_host",
+                f"{self.kfp_host!r}: expected the KFP API URL, e.g. http://localhost:8080",
+            )
+        check_safe_name(self.kfp_experiment, f"{k}.kfp_experiment")
 
 
 @dataclass
