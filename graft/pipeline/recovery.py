@@ -172,6 +172,57 @@ def _record_interrupted(cfg: GraftConfig, run_id: str, node: str, why: str) -> N
         log.warning("could not record the interrupted run %s: %s", run_id, e)
 
 
+# ---- is a run still running? ---------------------------------------------------------------------------------------
+def run_lock_held(run_root: str | Path) -> bool | None:
+    """Whether some process holds the run lock of ``run_root`` (``graft run`` holds it for the whole run).
+
+    Read from /proc/locks, without touching the lock: probing it with flock could make a ``graft run`` that starts
+    at that instant fail. None where /proc/locks does not exist (not Linux).
+    """
+    from graft.pipeline.local_runner import LOCK_NAME
+
+    try:
+        st = os.stat(Path(run_root) / LOCK_NAME)
+    except OSError:
+        return False
+    try:
+        text = Path("/proc/locks").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        # '1: FLOCK  ADVISORY  WRITE 19505 fe:00:2204673 0 EOF'; waiters are listed as '1: -> FLOCK ...'
+        parts = line.split()
+        if len(parts) < 6 or parts[1] != "FLOCK":
+            continue
+        dev = parts[5].split(":")
+        try:
+            if (
+                len(dev) == 3
+                and int(dev[2]) == st.st_ino
+                and (int(dev[0], 16), int(dev[1], 16))
+                == (
+                    os.major(st.st_dev),
+                    os.minor(st.st_dev),
+                )
+            ):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def unfinished_status(summary, newest: bool, live: bool | None) -> str | None:
+    """`graft runs` wording for a run whose executions did not all end (none failed): running, or interrupted when
+    its process is gone (an older run, or the newest while nobody holds the run lock). None: cannot tell."""
+    node = next((e.node_id for e in summary.executions if e.state in ("RUNNING", "NEW")), None)
+    where = f" at {node}" if node else ""
+    if newest and live:
+        return f"running{where}"
+    if not newest or live is False:
+        return f"interrupted{where} (process gone)"
+    return None
+
+
 # ---- messages -----------------------------------------------------------------------------------------------------
 def _chain(exc: BaseException | None):
     seen = set()

@@ -32,7 +32,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from graft.pipeline import runs
+from graft.pipeline import recovery, runs
 
 REPORT_FILE = "report.html"
 REPORTS_DIR = "reports"
@@ -1255,6 +1255,7 @@ def run_history(
         if ev.get("uri"):
             cached_metrics[ev["uri"]] = ev.get("test_metrics") or {}
     rows = []
+    live = recovery.run_lock_held(run_root)
     for rid in ids:
         s = runs.summarize(metadata_path, rid, pipeline_name, with_evaluation=False)
         acc = None
@@ -1268,7 +1269,8 @@ def run_history(
                 run_id=rid,
                 start_ms=s.start_ms,
                 seconds=s.seconds,
-                status=_status_text(s, records[rid]),
+                status=(s.status == "RUNNING" and recovery.unfinished_status(s, rid == ids[-1], live))
+                or _status_text(s, records[rid]),
                 test_accuracy=acc,
                 blessed=s.blessed,
                 pushed_version=s.pushed_version if s.pushed else None,
