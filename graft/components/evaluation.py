@@ -21,6 +21,8 @@ the DAG is built; it is added when the config or the folder scan knows the class
 
 from __future__ import annotations
 
+import json
+
 from graft.components import features
 from graft.pipeline.config import EvaluationConfig
 
@@ -28,6 +30,7 @@ ACCURACY = "sparse_categorical_accuracy"
 PREDICTION_KEY = "probabilities"
 SERVING_EXAMPLE_SIGNATURE = "serving_tf_example"
 TRANSFORM_FEATURES_SIGNATURE = "transform_features"
+AUC_THRESHOLDS = 1000
 
 
 def build_eval_config(cfg: EvaluationConfig, class_names: list[str] | None = None):
@@ -63,9 +66,15 @@ def build_eval_config(cfg: EvaluationConfig, class_names: list[str] | None = Non
     metrics_specs = [tfma.MetricsSpec(metrics=metrics)]
     if class_names:
         # One-vs-rest AUC per class and its unweighted macro average (needs the class ids at build time).
+        # 1,000 thresholds, not TFMA's default 10,000: TFMA computes every metric on every slice, so the AUCs run
+        # C x (1 + C) times (the label slices too), each building a 10,000-bucket histogram in Python: that was a
+        # third of the Evaluator's time on the demo (standalone TFMA on its test split: 19 s -> 13 s, median of 4)
+        # for a macro AUC that moved by 2e-5.
         metrics_specs.append(
             tfma.MetricsSpec(
-                metrics=[tfma.MetricConfig(class_name="AUC")],
+                metrics=[
+                    tfma.MetricConfig(class_name="AUC", config=json.dumps({"num_thresholds": AUC_THRESHOLDS}))
+                ],
                 binarize=tfma.BinarizationOptions(class_ids={"values": list(range(len(class_names)))}),
                 aggregate=tfma.AggregationOptions(
                     macro_average=True, class_weights={i: 1.0 for i in range(len(class_names))}
