@@ -726,7 +726,7 @@ class _Builder:
             )
         if s.skipped_files:
             facts.append(
-                f"{len(s.skipped_files)} file(s) skipped as unreadable (see <a href='#data'>data</a>)"
+                f"{len(s.skipped_files)} file(s) skipped, each with its reason (see <a href='#data'>data</a>)"
             )
         cached = [e.node_id for e in s.executions if e.state == "CACHED"]
         if cached:

@@ -21,7 +21,7 @@ def render(s: RunSummary, cfg: GraftConfig, report_path: str | None = None) -> s
             lines.append(f"[graft] test accuracy {acc:.4f}" + (f" on {int(n)} examples" if n else ""))
     if s.skipped_files:
         where = "listed in the report" if report_path else "`graft report` lists them"
-        lines.append(f"[graft] {len(s.skipped_files)} file(s) skipped as unreadable ({where})")
+        lines.append(f"[graft] {len(s.skipped_files)} file(s) skipped, each with its reason ({where})")
     pusher_cached = any(e.node_id == "Pusher" and e.state == "CACHED" for e in s.executions)
     if s.blessed:
         if pusher_cached and s.pushed:
