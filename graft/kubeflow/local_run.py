@@ -528,7 +528,9 @@ class _Runner:
     def _command(self, command, args, ei, task: str) -> list[str]:
         from google.protobuf import json_format
 
-        ei_json = json_format.MessageToJson(ei, sort_keys=True)
+        ei_json = json_format.MessageToJson(
+            ei, sort_keys=True, indent=None
+        )  # compact, as the launcher passes it
         argv = [self._resolve_arg(a, ei, ei_json, task) for a in [*command, *args]]
         if argv and argv[0] in _PYTHON_NAMES:
             argv[0] = self.python
@@ -537,7 +539,7 @@ class _Runner:
     def _exec(self, argv: list[str], log_path: Path, cwd: Path, task: str, what: str) -> None:
         cwd.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as log:
-            log.write(f"$ {' '.join(a if len(a) < 300 else a[:300] + '...' for a in argv)}\n".encode())
+            log.write(f"$ {json.dumps(argv)}\n".encode())  # the exact argv, one line
             log.flush()
             proc = subprocess.run(
                 argv, stdout=log, stderr=subprocess.STDOUT, cwd=cwd, env=self.env, check=False
