@@ -105,6 +105,8 @@ def curate(schema, classes: list[str]):
             f.not_in_environment.append("SERVING")
         if f.name in (features.IMAGE_KEY, features.PATH_KEY):
             f.ClearField("domain_info")  # a string domain of file contents or paths would reject new data
+        if f.name == features.IMAGE_KEY:
+            f.image_domain.SetInParent()  # StatisticsGen: byte sizes, not top-k of whole images
     names = {f.name for f in schema.feature}
     for d in [d for d in schema.string_domain if d.name in (features.IMAGE_KEY, features.PATH_KEY)]:
         schema.string_domain.remove(d)

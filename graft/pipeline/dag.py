@@ -172,9 +172,13 @@ def create_pipeline(
     layout = detect_layout(config.data)
     class_names = class_names_hint(config, layout)
     example_gen = ImageExampleGen.from_layout(layout, config.data)
-    statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = data_gate.CuratedSchemaGen(
         examples=example_gen.outputs["examples"], schema_text=schema_text(config), classes_json=classes_json
+    )
+    # With the schema, TFDV knows image_bytes is an image (image_domain): byte-size statistics instead of top-k /
+    # unique counts keyed by every image's whole bytes (memory grew with the dataset; 20 images in the stats).
+    statistics_gen = StatisticsGen(
+        examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"]
     )
     example_validator = ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
