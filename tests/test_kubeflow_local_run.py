@@ -310,6 +310,9 @@ def test_a_task_that_fails_stops_the_run_and_data_problems_exit_3(tmp_path):
     from ml_metadata.proto import metadata_store_pb2 as mpb
 
     assert [e.last_known_state for e in store.get_executions()] == [mpb.Execution.FAILED]
+    assert {a.state for a in store.get_artifacts()} == {
+        mpb.Artifact.ABANDONED
+    }  # never LIVE: no resolver sees it
 
 
 def test_resolver_queries_in_mlmd_pick_the_newest_blessed_model_of_this_pipeline(tmp_path):

@@ -316,8 +316,15 @@ def compile_pipeline(
     info = cluster_backbone(cfg, backbone_info, local_paths=local_paths)
     if cfg.beam.runner == "direct" and not any(a.startswith("--runner") for a in cfg.beam.args):
         notes.append(
-            "Beam runs in each task's own container (DirectRunner); set beam.runner=dataflow (beam.dataflow.*) to "
-            "scale ExampleGen, StatisticsGen, Transform and the Evaluator out"
+            "Beam runs in each task's own container (DirectRunner"
+            + (
+                ", in memory: one core; beam.direct_running_mode=multi_processing with beam.direct_num_workers=0 "
+                "uses every core of the task's machine"
+                if cfg.beam.direct_running_mode == "in_memory"
+                else ""
+            )
+            + "); set beam.runner=dataflow (beam.dataflow.*) to scale ExampleGen, StatisticsGen, Transform and "
+            "the Evaluator out"
         )
 
     pipeline = dag.create_pipeline(cfg, info, pipeline_root=root, serving_dir=serving_dir, for_kubeflow=True)

@@ -190,9 +190,10 @@ class LocalMetadata:
         )
         return aid, name
 
-    def update_artifact(self, aid: int, uri: str, metadata: dict, state: str) -> None:
+    def update_artifact(self, aid: int, uri: str | None, metadata: dict, state: str) -> None:
         [a] = self.store.get_artifacts_by_id([aid])
-        a.uri = uri
+        if uri is not None:
+            a.uri = uri
         a.state = getattr(self._mpb.Artifact, state)
         for k, v in metadata.items():
             _to_mlmd_value(a.custom_properties[k], v)
@@ -418,6 +419,7 @@ class _Runner:
         # task -> output key -> [RuntimeArtifact]; task -> output parameter -> google.protobuf.Value
         self.outputs: dict[str, dict[str, list]] = {}
         self.out_params: dict[str, dict[str, Any]] = {}
+        self.pending: dict[str, list[int]] = {}  # task -> output artifacts registered before it ran
 
     def say(self, text: str) -> None:
         if not self.quiet:
@@ -487,6 +489,7 @@ class _Runner:
             ra = ei.outputs.artifacts[key].artifacts.add(name=name, uri=uri)
             ra.type.CopyFrom(od.artifact_type)
             out_ids[key] = [aid]
+            self.pending.setdefault(task, []).append(aid)
         for key in comp.output_definitions.parameters:
             ei.outputs.parameters[key].output_file = f"{out_dir}/parameters/{key}"
         ei.outputs.output_file = f"{out_dir}/executor_output.json"
@@ -695,13 +698,18 @@ class _Runner:
             t0 = time.perf_counter()
             try:
                 produced, ids = getattr(self, f"run_{kind}")(task, res)
-            except LocalRunError as e:
+            except Exception as e:  # noqa: BLE001 - any failure fails the task, is recorded, and stops the run
+                if not isinstance(e, LocalRunError):
+                    e = LocalRunError(f"task {task!r}: {type(e).__name__}: {e}", task=task)
                 res.state = "FAILED"
                 res.seconds = time.perf_counter() - t0
                 self.md.finish_execution(res.execution_id, "FAILED", {}, {})
+                for aid in self.pending.pop(task, []):  # outputs it never produced
+                    self.md.update_artifact(aid, None, {}, "ABANDONED")
                 self.say(f"{task:<52} FAILED {res.seconds:6.1f} s")
                 failed = e
                 continue
+            self.pending.pop(task, None)
             res.seconds = time.perf_counter() - t0
             self.outputs[task] = produced
             self.md.finish_execution(res.execution_id, "COMPLETE", ids["in"], ids["out"])
