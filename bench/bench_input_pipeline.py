@@ -10,6 +10,12 @@ Rows:
 * ``input_fn vs train step (<backbone>)``: images/s the input pipeline delivers over images/s one phase-1 train step
   of the real classifier consumes (the offline ImageNet MobileNet V1 at 224, batch 32) on this machine. Goal >= 1:
   the input does not starve the model. Both are timed alternately in the same process.
+* ``fit() steps/s: input_fn / batches in memory``: the Trainer's own loop (``fit`` of the demo's classifier, offline
+  ImageNet MobileNet V1 at 128, batch 32, phase 1: the cheapest step, so the one most sensitive to a slow input)
+  fed by the production ``input_fn`` (gzip shards, shuffle, repeat, parse, decode) against the same number of steps
+  fed by batches already decoded and held in memory (taken from that same ``input_fn``, so the same images and
+  shapes). Interleaved run by run; median of the per-run ratios. Goal >= 0.95: the input pipeline costs the
+  Trainer at most 5 % on 2 shared cores, where decoding competes with the model for the same cores.
 * ``first fit(): AutoGraph on tf_keras vs skipped``: seconds of the first ``fit()`` of the classifier in a fresh
   process without and with ``trainer.disable_autograph_for_tf_keras()`` (each in its own subprocess, alternating);
   the ratio is the median without / the median with. Goal >= 3.
@@ -18,7 +24,7 @@ The data are real photos (scikit-image's chelsea, coffee, astronaut, rocket), ra
 224 x 224, written as transformed examples (serialize_tensor of uint8, gzip TFRecords in 4 shards), as Transform
 writes them.
 
-    python -m bench bench_input_pipeline [--images=512] [--runs=3] [--skip-autograph]
+    python -m bench bench_input_pipeline [--images=512] [--runs=3] [--fit-steps=30] [--skip-autograph] [--quick]
 """
 
 from __future__ import annotations
@@ -43,12 +49,18 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--images", type=int, default=512)
     p.add_argument("--runs", type=int, default=3, help="timed runs per side (median reported)")
     p.add_argument("--skip-autograph", action="store_true", help="skip the first-fit subprocess row")
+    p.add_argument(
+        "--fit-steps", type=int, default=30, help="steps per timed fit() (input_fn vs in-memory row)"
+    )
+    p.add_argument("--quick", action="store_true")
     args, _ = p.parse_known_args(argv)
+    if args.quick:
+        args.images, args.runs, args.fit_steps = 128, 1, 5
     args.runs = max(1, args.runs)
     return args
 
 
-def _write_shards(out_dir: str, n: int, shards: int = 4) -> tuple[str, dict]:
+def _write_shards(out_dir: str, n: int, shards: int = 4, size: int = SIZE) -> tuple[str, dict]:
     import numpy as np
     import skimage.data
     import tensorflow as tf
@@ -64,7 +76,7 @@ def _write_shards(out_dir: str, n: int, shards: int = 4) -> tuple[str, dict]:
         h, w = photo.shape[:2]
         side = int(rng.integers(min(h, w) // 2, min(h, w)))
         y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
-        crop = tf.image.resize(photo[y : y + side, x : x + side], [SIZE, SIZE], antialias=True)
+        crop = tf.image.resize(photo[y : y + side, x : x + side], [size, size], antialias=True)
         img = features.encode_transformed_image(tf.clip_by_value(tf.round(crop), 0, 255)).numpy()
         ex = tf.train.Example(
             features=tf.train.Features(
@@ -140,6 +152,66 @@ print(json.dumps({{"seconds": time.perf_counter() - t}}))
     return json.loads(out.stdout.strip().splitlines()[-1])["seconds"]
 
 
+def _fit_steps_per_s(model, ds, steps: int) -> float:
+    start = time.perf_counter()
+    model.fit(ds, epochs=1, steps_per_epoch=steps, verbose=0)
+    return steps / (time.perf_counter() - start)
+
+
+def _fit_row(tmp: str, args) -> dict:
+    """fit() steps/s through the production input_fn vs the same batches held in memory (the demo's model)."""
+    import numpy as np
+    import tensorflow as tf
+
+    from graft.components import backbones
+    from graft.components import model as model_lib
+    from graft.components import trainer as trainer_lib
+    from graft.pipeline import demo
+
+    size = demo.DEMO_SIZE
+    out = os.path.join(tmp, f"fit{size}")
+    os.makedirs(out, exist_ok=True)
+    pattern, spec = _write_shards(out, args.images, size=size)
+    train_cfg = demo.demo_config(root=tmp).train
+    batch = train_cfg.batch_size
+
+    def production():
+        return trainer_lib.input_fn(pattern, spec, batch, size, size, 4, shuffle=True, seed=1, repeat=True)
+
+    held = list(production().take(args.fit_steps).as_numpy_iterator())
+    x = np.stack([b[0] for b in held])
+    y = np.stack([b[1] for b in held])
+    in_memory = tf.data.Dataset.from_tensor_slices(
+        (x, y)
+    ).repeat()  # one element = one batch, already decoded
+
+    trainer_lib.disable_autograph_for_tf_keras()
+    tf.keras.utils.set_random_seed(train_cfg.seed)
+    info = backbones.resolve_backbone(demo.DEMO_BACKBONE, size)
+    model = model_lib.build_classifier(info, 4, train_cfg)
+    trainer_lib.compile_for_phase(model, 1, train_cfg.phase1_learning_rate, 4, train_cfg.label_smoothing)
+    _fit_steps_per_s(model, in_memory, 2)  # trace the train function once
+    _fit_steps_per_s(model, production(), 2)
+    prod, mem = [], []
+    for r in range(max(3, args.runs) if not args.quick else 1):
+        for name in ("prod", "mem") if r % 2 == 0 else ("mem", "prod"):
+            if name == "prod":
+                prod.append(_fit_steps_per_s(model, production(), args.fit_steps))
+            else:
+                mem.append(_fit_steps_per_s(model, in_memory, args.fit_steps))
+    ratios = [p / m for p, m in zip(prod, mem, strict=True)]
+    return {
+        "name": "fit() steps/s: input_fn / batches in memory",
+        "ratio": statistics.median(ratios),
+        "goal": ">= 0.95",
+        "detail": (
+            f"{statistics.median(prod):.2f} vs {statistics.median(mem):.2f} steps/s (phase 1, {info.handle} {size}px, "
+            f"batch {batch}, {args.fit_steps} steps per fit(), {len(ratios)} interleaved runs; per-run ratios "
+            f"{', '.join(f'{v:.3f}' for v in ratios)})"
+        ),
+    }
+
+
 def main(argv: list[str]) -> list[dict]:
     args = _parse(argv)
     from graft.components import backbones
@@ -194,6 +266,8 @@ def main(argv: list[str]) -> list[dict]:
                 "detail": f"input {p:.0f} vs phase-1 step {m:.1f} images/s (CPU; no GPU here)",
             }
         )
+
+        rows.append(_fit_row(tmp, args))
 
     if not args.skip_autograph:
         base, fixed = [], []
