@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -56,8 +57,7 @@ def no_credentials(monkeypatch, tmp_path):
 
 
 def invoke(*args: str):
-    res = CliRunner().invoke(main, list(args))
-    return res
+    return CliRunner(mix_stderr=False).invoke(main, list(args))
 
 
 # ---- Vertex AI ------------------------------------------------------------------------------------------------------
@@ -134,12 +134,12 @@ def test_vertex_without_credentials_says_how_to_get_them(specs, no_credentials):
         "submit", "--pipeline", specs["vertex"], "--project", "graft-test", "--region", "europe-west4"
     )
     assert res.exit_code == 1
-    assert "gcloud auth application-default login" in res.output and "--dry-run" in res.output
+    assert "gcloud auth application-default login" in res.stderr and "--dry-run" in res.stderr
 
 
 def test_vertex_refuses_the_wrong_file_and_a_local_pipeline_root(specs, tmp_path, no_credentials):
     res = invoke("submit", "--pipeline", specs["kubeflow"], "--project", "graft-test", "--dry-run")
-    assert res.exit_code == 2 and "compile with --target vertex" in res.output
+    assert res.exit_code == 2 and "compile with --target vertex" in res.stderr
     res = invoke(
         "submit",
         "--pipeline",
@@ -150,13 +150,13 @@ def test_vertex_refuses_the_wrong_file_and_a_local_pipeline_root(specs, tmp_path
         str(tmp_path),
         "--dry-run",
     )
-    assert res.exit_code == 2 and "is not a gs:// path" in res.output
+    assert res.exit_code == 2 and "is not a gs:// path" in res.stderr
     res = invoke("submit", "--pipeline", specs["vertex"], "--dry-run")
-    assert res.exit_code == 2 and "--project" in res.output
+    assert res.exit_code == 2 and "--project" in res.stderr
     bad = tmp_path / "x.json"
     bad.write_text("{}")
     res = invoke("submit", "--pipeline", str(bad), "--project", "graft-test", "--dry-run")
-    assert res.exit_code == 2 and "neither a Vertex PipelineJob" in res.output
+    assert res.exit_code == 2 and "neither a Vertex PipelineJob" in res.stderr
 
 
 # ---- self-hosted KFP ------------------------------------------------------------------------------------------------
@@ -196,13 +196,13 @@ def test_kfp_dry_runs_print_the_run_and_recurring_run_bodies(specs):
 
 def test_kfp_errors(specs):
     res = invoke("submit", "--pipeline", specs["vertex"], "--target", "kubeflow", "--dry-run")
-    assert res.exit_code == 2 and "compile with --target kubeflow" in res.output
+    assert res.exit_code == 2 and "compile with --target kubeflow" in res.stderr
     res = invoke("submit", "--pipeline", specs["kubeflow"], "--target", "kubeflow")
-    assert res.exit_code == 2 and "--host" in res.output
+    assert res.exit_code == 2 and "--host" in res.stderr
     res = invoke(
         "submit", "--pipeline", specs["kubeflow"], "--target", "kubeflow", "--host", "http://127.0.0.1:9"
     )
-    assert res.exit_code == 1 and "cannot reach the KFP API at http://127.0.0.1:9" in res.output
+    assert res.exit_code == 1 and "cannot reach the KFP API at http://127.0.0.1:9" in res.stderr
     res = invoke(
         "schedule",
         "--cron",
@@ -213,7 +213,72 @@ def test_kfp_errors(specs):
         "kubeflow",
         "--dry-run",
     )
-    assert res.exit_code == 2 and "time zone" in res.output
+    assert res.exit_code == 2 and "time zone" in res.stderr
+
+
+class _KfpApi(BaseHTTPRequestHandler):
+    """The few KFP v2beta1 API routes the kfp client calls for a run / recurring run; records what it is sent."""
+
+    calls: list = []
+
+    def _send(self, obj: dict) -> None:
+        body = json.dumps(obj).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):  # noqa: N802
+        self.calls.append(("GET", self.path.split("?")[0], None))
+        if self.path.startswith("/apis/v2beta1/healthz"):
+            return self._send({"multi_user": False})
+        return self._send({"experiments": [], "total_size": 0})  # no experiment of that name yet
+
+    def do_POST(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+        self.calls.append(("POST", self.path, body))
+        ids = {"experiments": "experiment_id", "runs": "run_id", "recurringruns": "recurring_run_id"}
+        key = ids[self.path.rsplit("/", 1)[-1]]
+        return self._send({key: f"{key}-1", "display_name": body.get("display_name")})
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def kfp_api():
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    _KfpApi.calls = []
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _KfpApi)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}", _KfpApi.calls
+    srv.shutdown()
+    srv.server_close()
+
+
+def test_kfp_client_posts_exactly_the_dry_run_bodies(specs, kfp_api):
+    """Through the real kfp client to an HTTP endpoint speaking the v2beta1 API: the experiment is created, and the
+    run / recurring run bodies are the ones --dry-run printed (the experiment id filled in)."""
+    host, calls = kfp_api
+    for command, extra, route in (
+        ("submit", [], "/apis/v2beta1/runs"),
+        ("schedule", ["--cron", "0 3 * * *"], "/apis/v2beta1/recurringruns"),
+    ):
+        base = [command, "--pipeline", specs["kubeflow"], "--target", "kubeflow", "--host", host, *extra]
+        dry = invoke(*base, "--dry-run")
+        assert dry.exit_code == 0, dry.output
+        expected = json.loads(dry.output)["request"]["body"]
+        calls.clear()
+        res = invoke(*base, "--json")
+        assert res.exit_code == 0, res.output
+        assert json.loads(res.stdout)["dry_run"] is False  # stdout holds only the result
+        posts = [(path, body) for method, path, body in calls if method == "POST"]
+        assert posts[0] == ("/apis/v2beta1/experiments", {"display_name": "graft", "namespace": ""})
+        assert posts[1][0] == route
+        assert posts[1][1] == {**expected, "experiment_id": "experiment_id-1"}
 
 
 # ---- cron ------------------------------------------------------------------------------------------------------------
@@ -333,6 +398,6 @@ def test_local_schedule_prints_cron_and_systemd_entries_whose_command_steps_asid
 
 def test_local_schedule_needs_data_and_backbone(tmp_path):
     res = invoke("schedule", "--target", "local", "--cron", "0 3 * * *")
-    assert res.exit_code == 2 and "needs data.path and backbone.handle" in res.output
+    assert res.exit_code == 2 and "needs data.path and backbone.handle" in res.stderr
     res = invoke("schedule", "--target", "vertex", "--cron", "0 3 * * *")
-    assert res.exit_code == 2 and "--pipeline is required" in res.output
+    assert res.exit_code == 2 and "--pipeline is required" in res.stderr

@@ -21,6 +21,7 @@ import json
 import logging
 import re
 import shlex
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -420,7 +421,8 @@ def submit_kfp(
         )
         return {"dry_run": True, "request": {"POST": "/apis/v2beta1/runs", "body": _body_dict(body)}}
     client = _kfp_client(host)
-    exp = client.create_experiment(name=experiment)  # returns the existing one when it exists
+    with contextlib.redirect_stdout(sys.stderr):  # the kfp client prints links; stdout is for the result
+        exp = client.create_experiment(name=experiment)  # returns the existing one when it exists
     body = kfp_run_body(compiled, name, exp.experiment_id, pipeline_root, service_account)
     run = client._run_api.create_run(body=body)  # noqa: SLF001 - the call kfp.Client.run_pipeline makes
     return {"dry_run": False, "run_id": run.run_id, "url": f"{host.rstrip('/')}/#/runs/details/{run.run_id}"}
@@ -443,7 +445,8 @@ def schedule_kfp(
         )
         return {"dry_run": True, "request": {"POST": "/apis/v2beta1/recurringruns", "body": _body_dict(body)}}
     client = _kfp_client(host)
-    exp = client.create_experiment(name=experiment)
+    with contextlib.redirect_stdout(sys.stderr):
+        exp = client.create_experiment(name=experiment)
     body = kfp_recurring_run_body(
         compiled, display_name, exp.experiment_id, cron, pipeline_root, service_account
     )
