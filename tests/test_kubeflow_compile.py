@@ -369,6 +369,14 @@ def test_image_is_required_and_checked(tmp_path, backbone_info):
     assert any("no fixed tag" in n for n in r.notes)
 
 
+def test_unreachable_remote_backbone_points_to_backbone_info(tmp_path, monkeypatch):
+    from graft.components.backbones import BackboneError
+
+    monkeypatch.setenv("NO_GCE_CHECK", "True")
+    with pytest.raises(BackboneError, match=r"--backbone-info FILE: the JSON of `graft backbone show gs://"):
+        kfc.compile_pipeline(cluster_config(), "vertex", tmp_path / "p.json", image=IMAGE)
+
+
 def test_bad_backbone_info_file_names_the_fix(tmp_path):
     bad = tmp_path / "bb.json"
     bad.write_text('{"handle": "x"}')

@@ -177,7 +177,15 @@ def cluster_backbone(
             info.metadata_from += f", described {info.handle!r}"
         info.handle = handle
     else:
-        info = bb.resolve_backbone(handle, cfg.backbone.input_size)
+        try:
+            info = bb.resolve_backbone(handle, cfg.backbone.input_size)
+        except bb.BackboneError as e:
+            if not remote:
+                raise
+            raise bb.BackboneError(
+                f"{e} To compile without reading the module here, pass --backbone-info FILE: the JSON of "
+                f"`graft backbone show {handle} --json`, run once wherever the module is reachable."
+            ) from None
     if remote:
         # The Trainer task resolves the handle itself; this machine's hub cache must not reach the spec.
         info.path = handle
