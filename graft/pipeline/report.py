@@ -143,38 +143,7 @@ def read_statistics(stats_uri: str | None) -> dict[str, Any]:
 
 def read_anomaly_rows(anomalies_uri: str | None) -> list[dict[str, str]]:
     """Every anomaly ExampleValidator found, per split: feature, short and long description."""
-    if not anomalies_uri:
-        return []
-    from tensorflow_metadata.proto.v0 import anomalies_pb2
-
-    rows = []
-    for split_dir in sorted(Path(anomalies_uri).glob("Split-*")):
-        path = split_dir / "SchemaDiff.pb"
-        if not path.exists():
-            continue
-        anomalies = anomalies_pb2.Anomalies()
-        anomalies.ParseFromString(path.read_bytes())
-        split = split_dir.name[len("Split-") :]
-        for feature, info in sorted(anomalies.anomaly_info.items()):
-            rows.append(
-                {
-                    "split": split,
-                    "feature": feature,
-                    "short": info.short_description,
-                    "description": info.description or info.short_description,
-                }
-            )
-        if anomalies.HasField("dataset_anomaly_info"):
-            info = anomalies.dataset_anomaly_info
-            rows.append(
-                {
-                    "split": split,
-                    "feature": "(dataset)",
-                    "short": info.short_description,
-                    "description": info.description or info.short_description,
-                }
-            )
-    return rows
+    return runs.anomaly_rows(anomalies_uri)
 
 
 @dataclasses.dataclass

@@ -429,11 +429,14 @@ def _threshold_text(threshold) -> str:
     return str(threshold)
 
 
-def read_anomalies(uri: str) -> list[str]:
-    """Plain-words anomalies from an ExampleAnomalies artifact (one SchemaDiff / Anomalies per split)."""
+def anomaly_rows(uri: str | None) -> list[dict[str, str]]:
+    """Every anomaly in an ExampleAnomalies artifact (one SchemaDiff.pb per split): split, feature ('(dataset)' for
+    dataset-level ones), short and long description."""
+    if not uri:
+        return []
     from tensorflow_metadata.proto.v0 import anomalies_pb2
 
-    out: list[str] = []
+    rows: list[dict[str, str]] = []
     for split_dir in sorted(Path(uri).glob("Split-*")):
         path = split_dir / "SchemaDiff.pb"
         if not path.exists():
@@ -441,11 +444,27 @@ def read_anomalies(uri: str) -> list[str]:
         anomalies = anomalies_pb2.Anomalies()
         anomalies.ParseFromString(path.read_bytes())
         split = split_dir.name[len("Split-") :]
-        for feature, info in sorted(anomalies.anomaly_info.items()):
-            out.append(f"[{split}] feature '{feature}': {info.description or info.short_description}")
+        items = sorted(anomalies.anomaly_info.items())
         if anomalies.HasField("dataset_anomaly_info"):
-            info = anomalies.dataset_anomaly_info
-            out.append(f"[{split}] dataset: {info.description or info.short_description}")
+            items.append(("(dataset)", anomalies.dataset_anomaly_info))
+        for feature, info in items:
+            rows.append(
+                {
+                    "split": split,
+                    "feature": feature,
+                    "short": info.short_description,
+                    "description": info.description or info.short_description,
+                }
+            )
+    return rows
+
+
+def read_anomalies(uri: str) -> list[str]:
+    """Plain-words anomalies, one line each: "[split] feature 'f': description"."""
+    out = []
+    for r in anomaly_rows(uri):
+        where = "dataset" if r["feature"] == "(dataset)" else f"feature '{r['feature']}'"
+        out.append(f"[{r['split']}] {where}: {r['description']}")
     return out
 
 
