@@ -1,8 +1,9 @@
 """`python -m bench [NAME ...] [--quick] [--runs=N] [...]`: run every bench/bench_*.py module (or the named ones).
 
 Each module exposes ``main(argv) -> list[dict]`` returning rows {name, ratio, goal, detail}; this driver prints
-them as one table (a ratio of None is a skipped row, its reason in the detail), and writes it with the machine's
-description to ``bench/results/latest.md`` (the raw measurements behind each row are in
+them as one table (a ratio of None is a skipped row, its reason in the detail), and keeps the latest result of
+each bench, with when, how and on what machine it was measured, in ``bench/results/table.json`` and
+``bench/results/latest.md`` (a session of some benches updates those; the raw measurements behind each row are in
 ``bench/results/<module>.json``). Options starting with ``-`` go to every module (each ignores what it does not
 know): ``--quick`` makes every bench a smoke test (one round, tiny sizes; its ratios are not the goals').
 A bench that fails is reported as a failed row and the others still run; the exit code is then 1.
@@ -12,6 +13,7 @@ Benchmarks never run inside `make test`.
 from __future__ import annotations
 
 import importlib
+import json
 import pkgutil
 import sys
 import time
@@ -51,49 +53,74 @@ def met(row: dict) -> str:
     return "-"
 
 
-def markdown(rows: list[dict], seconds: float, argv: list[str]) -> str:
-    m = common.machine()
+TABLE = "table.json"
+
+
+def markdown(table: dict) -> str:
+    """The latest result of every bench (one section of rows per bench, each with when and how it was measured)."""
     out = [
-        f"Measured {time.strftime('%Y-%m-%d %H:%M')} with `python -m bench {' '.join(argv)}` in {seconds / 60:.0f} min "
-        f"on {m.get('cpus')} CPU cores, {m.get('memory_gib')} GiB, {'a GPU' if m.get('gpu') else 'no GPU'} "
-        f"({m.get('platform')}, Python {m.get('python')}); load average at the end {m.get('load_avg_1_5_15')}.",
+        "Latest result of each bench (`python -m bench` updates the benches it runs). Ratios are medians of the "
+        "per-round ratios of sides measured side by side in one session; spreads in the detail.",
         "",
         "| benchmark | ratio | goal | met | detail |",
         "|---|---:|---:|:---:|---|",
     ]
-    for r in rows:
-        ratio = "skipped" if r.get("ratio") is None else f"{r['ratio']:.3f}"
-        detail = str(r.get("detail", "")).replace("|", "/")
-        out.append(f"| {r['name']} | {ratio} | {r.get('goal', '')} | {met(r)} | {detail} |")
-    return "\n".join(out) + "\n"
+    sessions = []
+    for name in sorted(table):
+        entry = table[name]
+        for r in entry["rows"]:
+            ratio = "skipped" if r.get("ratio") is None else f"{r['ratio']:.3f}"
+            detail = str(r.get("detail", "")).replace("|", "/")
+            out.append(f"| {r['name']} | {ratio} | {r.get('goal', '')} | {met(r)} | {detail} |")
+        sessions.append(
+            f"- `{name}`: {entry['measured']}, `python -m bench {entry['argv']}`, {entry['seconds'] / 60:.0f} min; "
+            f"{entry['machine']}"
+        )
+    return "\n".join(out + ["", "Measured:", "", *sessions]) + "\n"
+
+
+def _machine_line() -> str:
+    m = common.machine()
+    return (
+        f"{m.get('cpus')} CPU cores, {m.get('memory_gib')} GiB, {'a GPU' if m.get('gpu') else 'no GPU'}, "
+        f"{m.get('platform')}, Python {m.get('python')}; load average after it {m.get('load_avg_1_5_15')}"
+    )
 
 
 def main(argv: list[str]) -> int:
     names = [a for a in argv if not a.startswith("-")] or discover()
     options = [a for a in argv if a.startswith("-")]
+    out_dir = common.results_dir("--quick" in options)
+    table_path = out_dir / TABLE
+    table = json.loads(table_path.read_text()) if table_path.exists() else {}
     rows: list[dict] = []
     failed = False
-    start = time.perf_counter()
     for name in names:
         print(f"== {name}", flush=True)
         t = time.perf_counter()
         try:
             mod = importlib.import_module(f"bench.{name}")
-            rows.extend(mod.main(options) or [])
+            got = mod.main(options) or []
         except Exception as e:  # noqa: BLE001 - one broken bench must not lose the others' hour of numbers
             traceback.print_exc()
-            rows.append(
-                {"name": name, "ratio": None, "goal": "", "detail": f"FAILED: {type(e).__name__}: {e}"}
-            )
+            got = [{"name": name, "ratio": None, "goal": "", "detail": f"FAILED: {type(e).__name__}: {e}"}]
             failed = True
-        print(f"== {name}: {time.perf_counter() - t:.0f} s", flush=True)
+        seconds = time.perf_counter() - t
+        print(f"== {name}: {seconds:.0f} s", flush=True)
+        rows.extend(got)
+        table[name] = {
+            "rows": got,
+            "measured": time.strftime("%Y-%m-%d %H:%M"),
+            "argv": " ".join([name, *options]),
+            "seconds": seconds,
+            "machine": _machine_line(),
+        }
+        table_path.write_text(json.dumps(table, indent=2, sort_keys=True, default=str) + "\n")
+        (out_dir / "latest.md").write_text(markdown(table))
     if rows:
         print()
         print(format_table(rows))
-        partial = any(not a.startswith("-") for a in argv)
-        path = common.results_dir("--quick" in options) / ("latest-partial.md" if partial else "latest.md")
-        path.write_text(markdown(rows, time.perf_counter() - start, argv))
-        print(f"\n(table written to {path})")
+        print(f"\n(latest result of every bench: {out_dir / 'latest.md'})")
     return 1 if failed else 0
 
 

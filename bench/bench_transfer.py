@@ -11,8 +11,8 @@ image_to_transformed``: decode, resize to 128 with antialias, uint8) into gzip T
 * **fine-tuned**: Graft's two phases with the demo's settings (phase 2: the deepest half of the backbone at 1e-4).
 * **scratch**: the same architecture (``tf.keras.applications.MobileNet``, alpha 1.0, random init, BatchNorm
   training), same head, augmentation, input pipeline and optimizer, trained end to end for as many epochs as the
-  fine-tuned run has in all, early stopping on val with the best weights kept; its BatchNorm moving statistics are
-  then recomputed on 500 train images (few steps leave them behind the weights; this is its best shot). The
+  fine-tuned run may have in all (no early stopping), then the weights of its best val-loss epoch; its BatchNorm
+  moving statistics are then recomputed on 500 train images (few steps leave them behind the weights; this is its best shot). The
   accuracy without the recompute is in the JSON.
 
 Every case gets at least ``--min-steps`` (25) steps per epoch (a small train set is repeated), so that 10 images
@@ -186,8 +186,10 @@ def run_case(mode: str, n: int, files: dict, args) -> dict:
             loss=model_lib.make_loss(10),
             metrics=model_lib.make_metrics(),
         )
+        # Every epoch (from scratch the val loss is noisy for a while: early stopping would end it after a few),
+        # then the weights of the best val-loss epoch.
         early = tf.keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=cfg.early_stopping_patience, restore_best_weights=True
+            monitor="val_loss", patience=epochs, restore_best_weights=True
         )
         hist = model.fit(
             ds("train", True),

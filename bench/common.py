@@ -24,7 +24,7 @@ class ChildRun:
     seconds: float  # wall time of the whole process, start to exit
     started: float  # time.time() when it was started
     returncode: int
-    max_rss_mb: float  # peak resident set of the child (or its largest waited-for descendant)
+    max_rss_mb: float  # peak resident set (VmHWM) of the child process itself
     stdout: str
     stderr_tail: str
 
@@ -46,7 +46,9 @@ def run_child(
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=log, text=True)
         deadline = None if timeout is None else start + timeout
+        hwm_kb = 0
         while True:
+            hwm_kb = max(hwm_kb, _vm_hwm_kb(proc.pid))
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
@@ -66,7 +68,21 @@ def run_child(
     if log_path:
         with open(log_path, errors="replace") as f:
             tail = f.read()[-4000:]
-    return ChildRun(seconds, started, proc.returncode, usage.ru_maxrss / 1024.0, stdout, tail)
+    # Not wait4's ru_maxrss: Linux carries the parent's high-water mark over fork + exec into it, so a child of a
+    # big bench process reported the parent's size. VmHWM is the high-water mark of the child's own address space
+    # (polled every 50 ms until it exits; a high-water mark, so nothing before the last poll is missed).
+    return ChildRun(seconds, started, proc.returncode, (hwm_kb or usage.ru_maxrss) / 1024.0, stdout, tail)
+
+
+def _vm_hwm_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 def python_env(legacy_keras: bool) -> dict:
