@@ -19,7 +19,7 @@ help:
 	@echo "make test   - set up, then run the test suite"
 	@echo "make setup  - create $(VENV) from requirements.lock (idempotent)"
 	@echo "make lint   - ruff"
-	@echo "make bench  - benchmarks (ratios, side by side; ~2 h on 2 cores; BENCH_ARGS=--quick: smoke test)"
+	@echo "make bench  - benchmarks (ratios, side by side; ~45 min on 2 cores; BENCH_ARGS=--quick: smoke test)"
 	@echo "make lock   - re-resolve requirements.in into requirements.lock"
 
 # Idempotent: the stamp holds the hash of the lock inputs; nothing changed -> nothing done.
