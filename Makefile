@@ -53,8 +53,8 @@ test-fast: setup
 	$(VENV)/bin/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: setup
-	$(VENV)/bin/ruff check graft tests bench
-	$(VENV)/bin/ruff format --check graft tests bench
+	$(VENV)/bin/ruff check graft components pipeline kubeflow schemas tests bench
+	$(VENV)/bin/ruff format --check graft components pipeline kubeflow schemas tests bench
 
 # e.g. make bench BENCH_ARGS="bench_serving --runs=5"  or  BENCH_ARGS=--quick (a smoke test of every bench)
 bench: setup

@@ -115,15 +115,23 @@ def test_every_copy_source_exists_and_is_in_the_build_context(parsed):
         parts = value.split()
         assert not any(p.startswith("--from") for p in parts)
         sources += parts[:-1]
-    assert {"requirements.lock", "requirements-nodeps.txt", "pyproject.toml", "README.md", "graft"} == set(
-        sources
-    )
+    assert {
+        "requirements.lock",
+        "requirements-nodeps.txt",
+        "pyproject.toml",
+        "README.md",
+        "graft",
+        "components",
+        "pipeline",
+        "kubeflow",
+        "schemas",
+    } == set(sources)
     for src in sources:
         path = REPO / src
         assert path.exists(), src
         assert not dockerignored(src), f"{src} is excluded by .dockerignore"
     # The package's data files reach the image too (the schema, the ImageNet class names).
-    for f in ("graft/schemas/image_classification/schema.pbtxt", "graft/components/imagenet_classes.json"):
+    for f in ("schemas/image_classification/schema.pbtxt", "components/imagenet_classes.json"):
         assert (REPO / f).exists() and not dockerignored(f), f
     # And the heavy or private things stay out of the context.
     for rel in (
@@ -133,7 +141,8 @@ def test_every_copy_source_exists_and_is_in_the_build_context(parsed):
         "graft/__pycache__/env.cpython-310.pyc",
     ):
         assert dockerignored(rel), rel
-    assert not dockerignored("graft/kubeflow/image.py")
+    assert not dockerignored("kubeflow/image.py")
+    assert dockerignored("kubeflow/Dockerfile")
 
 
 def _image_env(**extra) -> dict[str, str]:

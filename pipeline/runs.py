@@ -15,7 +15,7 @@ from typing import Any
 PIPELINE_RUN_CONTEXT = "pipeline_run"
 NODE_CONTEXT = "node"
 
-# Set by Graft's image ExampleGen on its Examples artifact (graft/components/image_example_gen/report.py).
+# Set by Graft's image ExampleGen on its Examples artifact (components/image_example_gen/report.py).
 EXAMPLES_COUNTS_PROP = "graft_counts"
 
 STATE_NAMES = {0: "UNKNOWN", 1: "NEW", 2: "RUNNING", 3: "COMPLETE", 4: "FAILED", 5: "CACHED", 6: "CANCELED"}

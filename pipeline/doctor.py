@@ -27,7 +27,7 @@ PACKAGES = {
     "kfp": "KFP",
 }
 MIN_FREE_GB = 5.0
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]  # pipeline/doctor.py -> the checkout
 
 
 @dataclasses.dataclass

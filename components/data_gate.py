@@ -38,9 +38,9 @@ PROP_CLASSES = "graft_classes"
 # ---- schema ---------------------------------------------------------------------------------------------------
 def default_schema_path() -> str:
     """The committed, curated schema (shipped inside the package)."""
-    return os.path.join(
-        os.path.dirname(os.path.dirname(__file__)), "schemas", "image_classification", SCHEMA_FILE
-    )
+    from graft import schemas
+
+    return schemas.schema_path("image_classification")
 
 
 def parse_schema(text: str, where: str = "the schema"):

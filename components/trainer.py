@@ -148,7 +148,7 @@ def _parse_spec(tf_transform_output) -> dict:
     if missing:
         raise TrainerError(
             f"the Transform output has no feature(s) {missing} (it has {sorted(spec)}): the preprocessing_fn must "
-            f"emit '{features.TRANSFORMED_IMAGE_KEY}' and '{features.TRANSFORMED_LABEL_KEY}' (graft/components/features.py)"
+            f"emit '{features.TRANSFORMED_IMAGE_KEY}' and '{features.TRANSFORMED_LABEL_KEY}' (components/features.py)"
         )
     return {k: spec[k] for k in (features.TRANSFORMED_IMAGE_KEY, features.TRANSFORMED_LABEL_KEY)}
 

@@ -66,7 +66,7 @@ class DataConfig:
     # Read the newest span-N/ folder (TFX span semantics) when the data folder has span-N/ subfolders.
     use_spans: bool = True
     # Curated schema (tensorflow_metadata Schema, text format) the data is validated against. Empty: the one Graft
-    # ships (graft/schemas/image_classification/schema.pbtxt). `graft schema infer --data DIR` writes a starting
+    # ships (schemas/image_classification/schema.pbtxt). `graft schema infer --data DIR` writes a starting
     # point. Read when the pipeline is built; its label domain is filled in at run time.
     schema_path: str = ""
 
