@@ -195,3 +195,19 @@ def test_find_python_fails_clearly_without_310(tmp_path):
         pytest.skip(f"this machine has a system Python 3.10 at {out.stdout.strip()}")
     assert out.returncode == 1
     assert "no working Python 3.10" in out.stderr and "pyenv install 3.10" in out.stderr
+
+
+def test_doctor_reads_missing_bytecode_from_the_files(tmp_path, monkeypatch):
+    # The doctor's bytecode check looks at the .pyc files, not at a wall-time threshold.
+    from graft.pipeline import doctor
+
+    pkg = tmp_path / "graft_probe_pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("X = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert doctor._modules_without_bytecode(("graft_probe_pkg",)) == ["graft_probe_pkg"]
+    import py_compile
+
+    py_compile.compile(str(pkg / "__init__.py"))
+    assert doctor._modules_without_bytecode(("graft_probe_pkg",)) == []
+    assert doctor._modules_without_bytecode() == []  # make setup compiled the venv's bytecode
