@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from graft import errors
 from graft.kubeflow import spec as spec_mod
 
 ARTIFACT_NAME = "projects/local/locations/local/metadataStores/default/artifacts/{}"
@@ -55,7 +56,6 @@ EXECUTION_TYPES = {
     "resolver": "system.ResolverExecution",
     "importer": "system.ImporterExecution",
 }
-DATA_ERROR_NAMES = ("DataValidationError", "TooManyBadFilesError", "NoImagesFoundError")
 _PYTHON_NAMES = ("python", "python3", "python3.10")
 
 
@@ -550,7 +550,7 @@ class _Runner:
         if proc.returncode != 0:
             text = log_path.read_text(errors="replace")
             tail = "\n".join(text.splitlines()[-40:])
-            data = any(n in text for n in DATA_ERROR_NAMES)
+            data = errors.mentions_data_error(text)
             raise LocalRunError(
                 f"task {task!r} ({what}) exited with {proc.returncode}; log: {log_path}\n{tail}",
                 task=task,

@@ -15,10 +15,7 @@ import graft  # noqa: F401  (sets TF_USE_LEGACY_KERAS before anything can import
 from graft import __version__
 
 # Exit codes shared by every command (documented in README).
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_DATA_VALIDATION = 3
+from graft.errors import EXIT_DATA_VALIDATION, EXIT_FAILED, EXIT_OK, EXIT_USAGE  # noqa: E402
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -77,17 +74,6 @@ def _common_run_options(f):
     return f
 
 
-def _chain(exc: BaseException):
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        yield exc
-        exc = exc.__cause__ or exc.__context__
-
-
-DATA_ERROR_NAMES = {"DataValidationError", "TooManyBadFilesError", "NoImagesFoundError"}
-
-
 def _write_report(cfg, run_summary) -> str | None:
     """The run's HTML report (graft report); a report that cannot be written never changes the run's outcome."""
     if run_summary is None:
@@ -117,21 +103,18 @@ def _execute(cfg, as_json: bool, quiet: bool, verbose: bool, make_report: bool =
         click.echo(f"graft: {e}", err=True)
         return EXIT_FAILED
     except Exception as e:  # noqa: BLE001 - every failure becomes a clear message and an exit code
-        data_error = next((x for x in _chain(e) if type(x).__name__ in DATA_ERROR_NAMES), None)
-        usage_error = next(
-            (x for x in _chain(e) if type(x).__name__ in ("ConfigError", "BackboneError")), None
-        )
+        from graft import errors
+
+        code, telling = errors.classify(e)
         failed = None
         with contextlib.suppress(Exception):  # no run recorded yet
             failed = runs.summarize(cfg.metadata_path, "latest", cfg.name)
-        if data_error is not None:
+        if code == EXIT_DATA_VALIDATION:
             click.echo(
-                f"graft: stopped by data validation, nothing was trained or pushed.\n{data_error}", err=True
+                f"graft: stopped by data validation, nothing was trained or pushed.\n{telling}", err=True
             )
-            code = EXIT_DATA_VALIDATION
-        elif usage_error is not None:
-            click.echo(f"graft: {usage_error}", err=True)
-            code = EXIT_USAGE
+        elif code == EXIT_USAGE:
+            click.echo(f"graft: {telling}", err=True)
         else:
             click.echo(f"graft: the run failed, nothing was pushed: {type(e).__name__}: {e}", err=True)
             from graft.pipeline import recovery
@@ -145,7 +128,6 @@ def _execute(cfg, as_json: bool, quiet: bool, verbose: bool, make_report: bool =
                 traceback.print_exc()
             else:
                 click.echo("graft: rerun with -v for the full traceback.", err=True)
-            code = EXIT_FAILED
         report_path = _write_report(cfg, failed) if make_report else None
         if report_path:
             click.echo(f"graft: what happened, in one page: {report_path}", err=True)
@@ -500,18 +482,10 @@ def schema_infer(data, out_path, limit, force, config_file, overrides):
 # ---- Kubeflow Pipelines v2 / Vertex AI ----------------------------------------------------------------------------
 def _kubeflow_fail(e: Exception) -> None:
     """Map graft.kubeflow errors to exit codes: usage/config 2, data validation 3, anything else 1."""
-    from graft.components.backbones import BackboneError
-    from graft.kubeflow.local_run import LocalRunError
-    from graft.kubeflow.spec import SpecError
-    from graft.kubeflow.submit import UsageError
-    from graft.pipeline.config import ConfigError
+    from graft import errors
 
     click.echo(f"graft: {e}", err=True)
-    if isinstance(e, LocalRunError) and e.data_validation:
-        sys.exit(EXIT_DATA_VALIDATION)
-    if isinstance(e, (ConfigError, BackboneError, SpecError, UsageError)):
-        sys.exit(EXIT_USAGE)
-    sys.exit(EXIT_FAILED)
+    sys.exit(errors.exit_code(e))
 
 
 def _echo_json(payload) -> None:

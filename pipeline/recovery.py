@@ -24,6 +24,7 @@ import time
 import uuid
 from pathlib import Path
 
+from graft import errors
 from graft.pipeline.config import ConfigError, GraftConfig
 
 ABANDONED_PROP = "graft_abandoned"
@@ -224,16 +225,8 @@ def unfinished_status(summary, newest: bool, live: bool | None) -> str | None:
 
 
 # ---- messages -----------------------------------------------------------------------------------------------------
-def _chain(exc: BaseException | None):
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        yield exc
-        exc = exc.__cause__ or exc.__context__
-
-
 def is_disk_full(exc: BaseException) -> bool:
-    for x in _chain(exc):
+    for x in errors.chain(exc):
         if isinstance(x, OSError) and x.errno in (errno.ENOSPC, errno.EDQUOT):
             return True
         if any(m in str(x) for m in DISK_FULL_MARKERS):

@@ -470,8 +470,6 @@ def read_anomalies(uri: str) -> list[str]:
 
 # ---- run records: what MLMD does not keep (the effective config, how the run ended) --------------------------------
 RUNS_DIR = "runs"
-# Exceptions that mean "stopped by data validation" (exit code 3), wherever they sit in the exception chain.
-DATA_ERROR_NAMES = frozenset({"DataValidationError", "TooManyBadFilesError", "NoImagesFoundError"})
 
 
 def record_path(run_root: str | Path, run_id: str) -> Path:
@@ -506,13 +504,11 @@ def describe_error(error: BaseException | None) -> dict[str, Any] | None:
     """The failure in plain data: the most telling exception of the chain (a data error if there is one)."""
     if error is None:
         return None
-    chain, seen, e = [], set(), error
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        chain.append(e)
-        e = e.__cause__ or e.__context__
-    data = next((x for x in chain if type(x).__name__ in DATA_ERROR_NAMES), None)
-    main = data or error
+    from graft import errors
+
+    code, main = errors.classify(error)
+    data = code == errors.EXIT_DATA_VALIDATION
+    main = main if data else error
     kind = (
         "data_validation" if data else ("interrupted" if isinstance(error, KeyboardInterrupt) else "failure")
     )

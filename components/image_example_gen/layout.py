@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 
 from graft.components import features
 from graft.components.image_example_gen import files
-from graft.pipeline.config import ConfigError, DataConfig
+from graft.components.image_example_gen.config import DataConfig
+from graft.errors import ConfigError
 
 SPAN_DIR_RE = re.compile(r"^span-(\d+)$")
 SPAN_PREFIX = "span-{SPAN}"
