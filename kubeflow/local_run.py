@@ -747,7 +747,7 @@ def run_compiled(
     fails (``.task``, ``.data_validation``); the run is recorded in ``<root>/metadata.sqlite`` either way."""
     from graft.kubeflow.compile import is_remote
     from graft.kubeflow.image import IMAGE_ENV
-    from graft.pipeline.local_runner import run_lock
+    from graft.pipeline.run_lock import run_lock
 
     compiled = spec_mod.load(path)
     _check_supported(compiled)

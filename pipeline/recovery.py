@@ -26,6 +26,7 @@ from pathlib import Path
 
 from graft import errors
 from graft.pipeline.config import ConfigError, GraftConfig
+from graft.pipeline.run_lock import LOCK_NAME
 
 ABANDONED_PROP = "graft_abandoned"
 _ACTIVE_STATES = (1, 2)  # Execution.NEW, Execution.RUNNING
@@ -180,8 +181,6 @@ def run_lock_held(run_root: str | Path) -> bool | None:
     Read from /proc/locks, without touching the lock: probing it with flock could make a ``graft run`` that starts
     at that instant fail. None where /proc/locks does not exist (not Linux).
     """
-    from graft.pipeline.local_runner import LOCK_NAME
-
     try:
         st = os.stat(Path(run_root) / LOCK_NAME)
     except OSError:
