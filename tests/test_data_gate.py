@@ -260,7 +260,7 @@ def test_changing_train_settings_keeps_the_data_half_cached(tmp_path):
 
 # ---- graft schema infer ------------------------------------------------------------------------------------------
 def test_schema_infer_command_writes_a_usable_schema(tmp_path):
-    from graft.pipeline.cli import main
+    from graft.cli import main
 
     data = tmp_path / "data"
     make_tree(data, per_class=3)

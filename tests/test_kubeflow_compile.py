@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from graft.kubeflow import compile as kfc
 from graft.kubeflow import image as kimage
 from graft.kubeflow import spec as kspec
-from graft.pipeline.cli import main
+from graft.cli import main
 from graft.pipeline.config import ConfigError, GraftConfig
 
 IMAGE = "us-central1-docker.pkg.dev/graft-test/graft/graft:1.0"
