@@ -215,7 +215,7 @@ def _quiet_third_party_logs(verbose: bool) -> Iterator[None]:
 
 def run_pipeline(cfg: GraftConfig, quiet: bool = False, verbose: bool = False):
     """Build the DAG from the config and run it with LocalDagRunner. Returns the run's MLMD summary."""
-    from graft.pipeline import dag, recovery, runs
+    from graft.pipeline import dag, dag_inputs, recovery, runs
 
     recovery.check_writable(cfg)  # a read-only root or serving directory stops the run now, not at the Pusher
     cfg.run_root.mkdir(parents=True, exist_ok=True)
@@ -227,7 +227,7 @@ def run_pipeline(cfg: GraftConfig, quiet: bool = False, verbose: bool = False):
         from graft.components.backbones import resolve_backbone
 
         backbone = resolve_backbone(cfg.backbone.handle, cfg.backbone.input_size)
-        pipeline = dag.create_pipeline(cfg, backbone)
+        pipeline = dag.create_pipeline(cfg, backbone, dag_inputs.resolve(cfg))
 
         from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from graft.cli import main
 from graft.kubeflow import compile as kfc
 from graft.kubeflow import image as kimage
 from graft.kubeflow import spec as kspec
-from graft.cli import main
 from graft.pipeline.config import ConfigError, GraftConfig
 
 IMAGE = "us-central1-docker.pkg.dev/graft-test/graft/graft:1.0"

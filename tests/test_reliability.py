@@ -35,7 +35,7 @@ from graft.components import features
 from graft.components.data_errors import DataValidationError
 from graft.components.image_example_gen import files
 from graft.components.image_example_gen import report as report_mod
-from graft.pipeline import dag
+from graft.pipeline import dag, dag_inputs
 from graft.pipeline.config import GraftConfig
 
 GRAFT = str(Path(sys.executable).parent / "graft")
@@ -57,7 +57,8 @@ def run_dag(cfg: GraftConfig, to: str):
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
     LocalDagRunner().run(
-        dag.create_pipeline(cfg, BACKBONE), run_options=tfx_pipeline.RunOptions(to_nodes=[to])
+        dag.create_pipeline(cfg, BACKBONE, dag_inputs.resolve(cfg)),
+        run_options=tfx_pipeline.RunOptions(to_nodes=[to]),
     )
 
 
