@@ -1,4 +1,7 @@
-"""Helpers for the data-half tests: small real images (PIL), bad files, and running the real DAG."""
+"""Helpers every test folder shares: small real images (PIL), bad files, the DAG's component ids, reading MLMD.
+
+One module instead of copies (tests/components, tests/pipeline, tests/kubeflow import it; pyproject puts tests/
+on the path)."""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import glob
 import io
 import os
 import struct
+import sys
 import zlib
 from pathlib import Path
 
@@ -13,6 +17,21 @@ import numpy as np
 from PIL import Image
 
 CLASSES = ("bird", "cat", "dog")
+# The console script of this environment (end-to-end tests run the real CLI in a subprocess).
+GRAFT = str(Path(sys.executable).parent / "graft")
+# Component ids of the DAG (graft.pipeline.dag), in the order the DAG runs them.
+DATA_HALF = (
+    "ImageExampleGen",
+    "StatisticsGen",
+    "CuratedSchemaGen",
+    "ExampleValidator",
+    "DataGate",
+    "Transform",
+)
+# Every component that runs as a container task on Kubeflow (the resolver is a query, not a container).
+CONTAINER_COMPONENTS = (*DATA_HALF, "Trainer", "Evaluator", "Pusher")
+# Every node of a local run: the components and the baseline resolver (graft.pipeline.dag.BASELINE_RESOLVER_ID).
+ALL_NODES = (*DATA_HALF, "Trainer", "latest_blessed_model_resolver", "Evaluator", "Pusher")
 
 
 def image_bytes(size=(16, 16), fmt="PNG", mode="RGB", seed=0, frames=1) -> bytes:

@@ -11,28 +11,16 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from data_helpers import ALL_NODES, GRAFT
 
 from graft.pipeline import runs
 
 pytestmark = pytest.mark.slow
 
-GRAFT = str(Path(sys.executable).parent / "graft")
-COMPONENTS = [
-    "ImageExampleGen",
-    "StatisticsGen",
-    "CuratedSchemaGen",
-    "ExampleValidator",
-    "DataGate",
-    "Transform",
-    "Trainer",
-    "latest_blessed_model_resolver",
-    "Evaluator",
-    "Pusher",
-]
+COMPONENTS = ALL_NODES
 FAST = [
     "train.phase1_epochs=8",
     "train.phase1_learning_rate=0.01",

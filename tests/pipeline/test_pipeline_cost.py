@@ -126,5 +126,7 @@ def test_inferred_schemas_get_the_image_domain_too():
     curated = schema_infer.curate(schema, ["a", "b"])
     image = next(f for f in curated.feature if f.name == features.IMAGE_KEY)
     assert image.WhichOneof("domain_info") == "image_domain"
-    committed = Path(__file__).parent.parent / "graft" / "schemas" / "image_classification" / "schema.pbtxt"
+    from graft import schemas
+
+    committed = Path(schemas.schema_path())
     assert "image_domain {}" in committed.read_text()

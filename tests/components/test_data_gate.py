@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from data_helpers import CLASSES, executions, make_tree, write
+from data_helpers import CLASSES, DATA_HALF, executions, make_tree, write
 
 from graft.components import data_gate, features
 from graft.components.data_errors import DataValidationError
@@ -15,14 +15,6 @@ from graft.pipeline import dag, dag_inputs
 from graft.pipeline.config import ConfigError, GraftConfig
 
 BACKBONE = {"height": 8, "width": 8, "channels": 3}  # a BackboneInfo-like dict: Transform needs only the size
-DATA_HALF = (
-    "ImageExampleGen",
-    "StatisticsGen",
-    "CuratedSchemaGen",
-    "ExampleValidator",
-    "DataGate",
-    "Transform",
-)
 
 
 def _config(tmp_path: Path, data, **data_kw) -> GraftConfig:

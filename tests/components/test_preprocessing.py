@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from data_helpers import executions, image_bytes, write
+from data_helpers import DATA_HALF, executions, image_bytes, write
 from PIL import Image
 
 from graft.components import features, preprocessing
@@ -165,14 +165,7 @@ def test_serving_needs_image_bytes_only(transformed_run):
 def test_unchanged_rerun_keeps_transform_cached(transformed_run):
     cfg, _ = transformed_run
     states = executions(str(cfg.metadata_path))
-    for node in (
-        "ImageExampleGen",
-        "StatisticsGen",
-        "CuratedSchemaGen",
-        "ExampleValidator",
-        "DataGate",
-        "Transform",
-    ):
+    for node in DATA_HALF:
         assert states[node] == ["COMPLETE", "CACHED"], (node, states[node])
 
 

@@ -14,28 +14,19 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
-from data_helpers import executions
+from data_helpers import DATA_HALF, GRAFT, executions
 
 from graft.pipeline import recovery, runs
 
 pytestmark = pytest.mark.slow
 
-GRAFT = str(Path(sys.executable).parent / "graft")
-UPSTREAM = [
-    "ImageExampleGen",
-    "StatisticsGen",
-    "CuratedSchemaGen",
-    "ExampleValidator",
-    "DataGate",
-    "Transform",
-]
+UPSTREAM = DATA_HALF
 FAST = [
     "train.phase1_epochs=3",
     "train.phase2_epochs=1",

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from data_helpers import CONTAINER_COMPONENTS
 
 from graft.cli import main
 from graft.kubeflow import compile as kfc
@@ -34,17 +35,7 @@ TFX_CLASSES = {
     "Trainer": "tfx.components.trainer.executor.GenericExecutor",
     "Evaluator": "tfx.components.evaluator.executor.Executor",
 }
-COMPONENTS = (
-    "ImageExampleGen",
-    "StatisticsGen",
-    "CuratedSchemaGen",
-    "ExampleValidator",
-    "DataGate",
-    "Transform",
-    "Trainer",
-    "Evaluator",
-    "Pusher",
-)
+COMPONENTS = CONTAINER_COMPONENTS
 RESOLVERS = (
     "latest_blessed_model_resolver-model-blessing-resolver",
     "latest_blessed_model_resolver-model-resolver",
