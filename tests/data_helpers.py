@@ -159,3 +159,27 @@ def executions(metadata_path: str) -> dict[str, list[str]]:
         execs = sorted(store.get_executions_by_context(ctx.id), key=lambda e: e.id)
         out[node] = [metadata_store_pb2.Execution.State.Name(e.last_known_state) for e in execs]
     return out
+
+
+def make_shapes(root: Path, per_class: int = 20, seed: int = 0) -> None:
+    """Three visually distinct classes of small real images (JPEG and PNG), deterministic: circles, squares and
+    triangles in jittered colours on noise, 32x32."""
+    from PIL import ImageDraw
+
+    rng = np.random.RandomState(seed)
+    for cls, color in [("circle", (220, 40, 40)), ("square", (40, 200, 40)), ("triangle", (40, 40, 220))]:
+        d = root / cls
+        d.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            im = Image.fromarray(rng.randint(0, 80, (32, 32, 3)).astype(np.uint8))
+            draw = ImageDraw.Draw(im)
+            x, y = rng.randint(4, 12, 2)
+            s = int(rng.randint(10, 18))
+            c = tuple(int(v) for v in np.clip(np.array(color) + rng.randint(-30, 30, 3), 0, 255))
+            if cls == "circle":
+                draw.ellipse([x, y, x + s, y + s], fill=c)
+            elif cls == "square":
+                draw.rectangle([x, y, x + s, y + s], fill=c)
+            else:
+                draw.polygon([(x, y + s), (x + s, y + s), (x + s // 2, y)], fill=c)
+            im.save(d / f"{i:03d}.{'png' if i % 2 else 'jpg'}")
