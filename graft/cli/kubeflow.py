@@ -363,4 +363,3 @@ def schedule_cmd(
         _echo_json(out)
     else:
         click.echo("\n".join(f"{k}: {v}" for k, v in out.items() if k != "dry_run"))
-
