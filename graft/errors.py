@@ -34,6 +34,9 @@ EXIT_CODES: dict[str, int] = {
     "BackboneError": EXIT_USAGE,
     "SpecError": EXIT_USAGE,
     "UsageError": EXIT_USAGE,
+    # more specific than BackboneError (the MRO is read most specific first): the handle is right, this machine
+    # lacks the offline weights -- an environment failure, not a usage error
+    "WeightsMissingError": EXIT_FAILED,
 }
 DATA_ERROR_NAMES = frozenset(n for n, c in EXIT_CODES.items() if c == EXIT_DATA_VALIDATION)
 

@@ -27,6 +27,11 @@ def test_codes_by_class_and_subclass():
     assert errors.exit_code(BackboneError("x")) == errors.EXIT_USAGE
     assert errors.exit_code(TooManyBadFilesError("x")) == errors.EXIT_DATA_VALIDATION
     assert errors.exit_code(RuntimeError("x")) == errors.EXIT_FAILED
+    from graft.components.backbones import WeightsMissingError
+
+    assert (
+        errors.exit_code(WeightsMissingError("x")) == errors.EXIT_FAILED
+    )  # more specific than BackboneError
 
 
 def test_a_data_stop_anywhere_in_the_chain_wins_and_is_the_telling_error():

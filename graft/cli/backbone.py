@@ -6,8 +6,6 @@ import sys
 
 import click
 
-from graft.errors import EXIT_FAILED, EXIT_USAGE
-
 
 # ---- graft backbone ... -----------------------------------------------------------------------------------------
 @click.group("backbone")
@@ -16,10 +14,10 @@ def backbone_group() -> None:
 
 
 def _backbone_fail(e: Exception) -> None:
-    from graft.components.backbones import WeightsMissingError
+    from graft import errors
 
     click.echo(f"graft: {e}", err=True)
-    sys.exit(EXIT_FAILED if isinstance(e, WeightsMissingError) else EXIT_USAGE)
+    sys.exit(errors.exit_code(e))
 
 
 @backbone_group.command("import")
