@@ -123,7 +123,7 @@ def child(data: str, root: str, out_json: str) -> None:
     from tfx.orchestration import pipeline as tfx_pipeline
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
-    from graft.pipeline import dag, demo, runs
+    from graft.pipeline import dag, dag_inputs, demo, runs
 
     cfg = demo.demo_config(root=root)
     cfg.data.path = data
@@ -131,7 +131,8 @@ def child(data: str, root: str, out_json: str) -> None:
     backbone = {"height": demo.DEMO_SIZE, "width": demo.DEMO_SIZE, "channels": 3}
     t0 = time.time()
     LocalDagRunner().run(
-        dag.create_pipeline(cfg, backbone), run_options=tfx_pipeline.RunOptions(to_nodes=["Transform"])
+        dag.create_pipeline(cfg, backbone, dag_inputs.resolve(cfg)),
+        run_options=tfx_pipeline.RunOptions(to_nodes=["Transform"]),
     )
     seconds = time.time() - t0
     stop.set()

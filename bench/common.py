@@ -101,7 +101,7 @@ def graft_command() -> list[str]:
     script = Path(sys.executable).with_name("graft")
     if script.exists():
         return [str(script)]
-    return [sys.executable, "-c", "import sys; from graft.pipeline.cli import main; sys.exit(main())"]
+    return [sys.executable, "-c", "import sys; from graft.cli import main; sys.exit(main())"]
 
 
 def med(values: list[float]) -> float:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 
 from graft.components import features
-from graft.pipeline.config import EvaluationConfig
+from graft.components.evaluation_config import EvaluationConfig
 
 ACCURACY = "sparse_categorical_accuracy"
 PREDICTION_KEY = "probabilities"

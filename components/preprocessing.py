@@ -57,9 +57,12 @@ def transform_settings(custom_config: dict) -> dict:
             "preprocessing_fn needs custom_config={'graft_config': <GraftConfig JSON>, 'backbone': <BackboneInfo "
             f"JSON>}} (got keys {sorted(custom_config or {})}); build Transform with graft.pipeline.dag"
         )
-    from graft.pipeline.config import GraftConfig
+    from graft.components.image_example_gen.config import DataConfig
+    from graft.components.preprocessing_config import TransformConfig
+    from graft.settings import section_from_json
 
-    cfg = GraftConfig.from_json(custom_config["graft_config"])
+    transform = section_from_json(TransformConfig, custom_config["graft_config"], "transform")
+    data = section_from_json(DataConfig, custom_config["graft_config"], "data")
     backbone = json.loads(custom_config["backbone"])
     height, width = int(backbone["height"]), int(backbone["width"])
     if height < 1 or width < 1:
@@ -67,9 +70,9 @@ def transform_settings(custom_config: dict) -> dict:
     return {
         "height": height,
         "width": width,
-        "resize_method": cfg.transform.resize_method,
-        "antialias": bool(cfg.transform.antialias),
-        "classes": list(cfg.data.classes),
+        "resize_method": transform.resize_method,
+        "antialias": bool(transform.antialias),
+        "classes": list(data.classes),
     }
 
 

@@ -15,7 +15,7 @@ import tempfile
 
 from graft.components import features
 from graft.components.image_example_gen import files, layout
-from graft.pipeline.config import DataConfig
+from graft.components.image_example_gen.config import DataConfig
 
 HEADER = """\
 # Graft schema inferred by `graft schema infer` from {data_path} ({n} examples, {k} classes).

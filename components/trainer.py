@@ -47,7 +47,9 @@ from absl import logging
 
 from graft.components import features
 from graft.components import model as model_lib
-from graft.pipeline.config import ConfigError, GraftConfig
+from graft.components.trainer_config import TrainConfig
+from graft.errors import ConfigError
+from graft.settings import section_from_json
 
 HISTORY_FILE = "training_history.json"
 NO_AUTOGRAPH_MODULES = ("tf_keras", "tensorflow_hub")
@@ -462,7 +464,7 @@ def _backbone_from_json(text: str):
     return BackboneInfo.from_json(text)
 
 
-def _custom_config(fn_args) -> tuple[GraftConfig, Any]:
+def _custom_config(fn_args) -> tuple[TrainConfig, Any]:
     cc = fn_args.custom_config or {}
     missing = [k for k in ("graft_config", "backbone") if k not in cc]
     if missing:
@@ -470,7 +472,7 @@ def _custom_config(fn_args) -> tuple[GraftConfig, Any]:
             f"Trainer custom_config lacks {missing}: the DAG must pass custom_config={{'graft_config': "
             "cfg.to_json(), 'backbone': backbone_info.to_json()}"
         )
-    return GraftConfig.from_json(cc["graft_config"]), _backbone_from_json(cc["backbone"])
+    return section_from_json(TrainConfig, cc["graft_config"], "train"), _backbone_from_json(cc["backbone"])
 
 
 def run_fn(fn_args) -> None:
@@ -482,8 +484,7 @@ def run_fn(fn_args) -> None:
 
     env.assert_legacy_keras()
     disable_autograph_for_tf_keras()
-    cfg, backbone = _custom_config(fn_args)
-    train_cfg = cfg.train
+    train_cfg, backbone = _custom_config(fn_args)
     tf.keras.utils.set_random_seed(train_cfg.seed)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     class_names = signatures.class_names(tf_transform_output)

@@ -286,7 +286,7 @@ def compile_pipeline(
     from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner as kfp_runner
     from tfx.orchestration.kubeflow.v2 import pipeline_builder
 
-    from graft.pipeline import dag
+    from graft.pipeline import dag, dag_inputs
 
     if target not in TARGETS:
         raise CompileError(f"--target {target!r}: use one of {', '.join(TARGETS)}")
@@ -335,7 +335,11 @@ def compile_pipeline(
             "the Evaluator out"
         )
 
-    pipeline = dag.create_pipeline(cfg, info, pipeline_root=root, serving_dir=serving_dir, for_kubeflow=True)
+    # The data is read only when the config does not declare its layout (data.format, a TFRecord glob).
+    inputs = dag_inputs.resolve(cfg, read_data=not dag_inputs.declares_layout(cfg))
+    pipeline = dag.create_pipeline(
+        cfg, info, inputs, pipeline_root=root, serving_dir=serving_dir, for_kubeflow=True
+    )
     by_id = {c.id: c for c in pipeline.components}
     if TRAINER_ID not in by_id:  # pragma: no cover - dag.py wires it
         raise CompileError(f"the DAG has no {TRAINER_ID} component")

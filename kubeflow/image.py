@@ -35,15 +35,16 @@ def dag_executor_classes() -> dict[str, str]:
     from tfx.dsl.components.common.resolver import Resolver
     from tfx.utils import name_utils
 
-    from graft.pipeline import dag
+    from graft.pipeline import dag, dag_inputs
     from graft.pipeline.config import GraftConfig
 
     cfg = GraftConfig()
     cfg.data.path = "gs://graft-image-check/examples/*.tfrecord.gz"
     cfg.backbone.handle = "gs://graft-image-check/backbone"
     backbone = {"height": 32, "width": 32, "channels": 3}
+    inputs = dag_inputs.resolve(cfg, read_data=False)
     pipeline = dag.create_pipeline(
-        cfg, backbone, pipeline_root="gs://graft-image-check/root", for_kubeflow=True
+        cfg, backbone, inputs, pipeline_root="gs://graft-image-check/root", for_kubeflow=True
     )
     return {
         c.id: name_utils.get_full_name(c.executor_spec.executor_class)

@@ -25,11 +25,8 @@ environment must hold what the image holds; ``graft.kubeflow.image.check`` says 
 ENV (``graft.kubeflow.image.IMAGE_ENV``) is set; tasks run one at a time; nothing is cached (every task executes).
 The spec must have been compiled with ``--local-paths`` (a gs:// pipeline root cannot be written here).
 
-The local store (``<root>/metadata.sqlite``) uses Vertex ML Metadata's vocabulary: artifacts typed by their schema
-title (``tfx.Model``), named ``projects/local/locations/local/metadataStores/default/artifacts/<uuid>``, with the
-runtime metadata as custom properties; contexts ``system.Pipeline`` (the pipeline's name) and
-``system.PipelineRun`` (the run id); executions ``system.ContainerExecution`` / ``system.ResolverExecution`` /
-``system.ImporterExecution`` with ``task_name`` and INPUT / OUTPUT events keyed by the input / output names.
+The store is graft.kubeflow.local_mlmd, the returned results graft.kubeflow.local_results; both are re-exported
+here (``local_run.LocalRunError``, ``local_run.translate_filter``, ...), this module runs the tasks.
 """
 
 from __future__ import annotations
@@ -40,327 +37,27 @@ import re
 import subprocess
 import sys
 import time
-import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from graft import errors
 from graft.kubeflow import spec as spec_mod
 
-ARTIFACT_NAME = "projects/local/locations/local/metadataStores/default/artifacts/{}"
-PIPELINE_CONTEXT = "system.Pipeline"
-RUN_CONTEXT = "system.PipelineRun"
-EXECUTION_TYPES = {
-    "container": "system.ContainerExecution",
-    "resolver": "system.ResolverExecution",
-    "importer": "system.ImporterExecution",
-}
-DATA_ERROR_NAMES = ("DataValidationError", "TooManyBadFilesError", "NoImagesFoundError")
-_PYTHON_NAMES = ("python", "python3", "python3.10")
-
-
-class LocalRunError(RuntimeError):
-    """A task of the local run failed, or the spec uses something this runner does not do."""
-
-    def __init__(self, message: str, task: str | None = None, data_validation: bool = False):
-        super().__init__(message)
-        self.task = task
-        self.data_validation = data_validation
-
-
-# ---- artifacts as runtime protos and as MLMD records -----------------------------------------------------------
-def type_title(type_schema) -> str:
-    """'tfx.Examples' for an ArtifactTypeSchema (schema_title, or the title of an instance_schema)."""
-    kind = type_schema.WhichOneof("kind")
-    if kind == "schema_title":
-        return type_schema.schema_title
-    if kind == "instance_schema":
-        m = re.search(r"^title:\s*(\S+)", type_schema.instance_schema, re.M)
-        if m:
-            return m.group(1)
-    raise LocalRunError(f"cannot tell the artifact type of {type_schema}")
-
-
-def _struct_to_dict(struct) -> dict[str, Any]:
-    from google.protobuf import json_format
-
-    return json_format.MessageToDict(struct)
-
-
-def _to_mlmd_value(target, value: Any) -> None:
-    if isinstance(value, bool):
-        target.bool_value = value
-    elif isinstance(value, (int, float)):
-        target.double_value = float(value)
-    elif isinstance(value, str):
-        target.string_value = value
-    else:
-        from google.protobuf import struct_pb2
-
-        s = struct_pb2.Struct()
-        s.update({"value": value} if not isinstance(value, dict) else value)
-        target.struct_value.CopyFrom(s)
-
-
-def _from_mlmd_value(v) -> Any:
-    from google.protobuf import json_format
-
-    which = v.WhichOneof("value")
-    if which in ("int_value", "double_value"):
-        return float(getattr(v, which))
-    if which == "struct_value":
-        d = json_format.MessageToDict(v.struct_value)
-        return d["value"] if set(d) == {"value"} else d
-    return getattr(v, which) if which else None
-
-
-class LocalMetadata:
-    """The local stand-in for Vertex ML Metadata (see the module docstring)."""
-
-    def __init__(self, path: str | Path):
-        from ml_metadata import metadata_store
-        from ml_metadata.proto import metadata_store_pb2 as mpb
-
-        self.path = str(path)
-        cfg = mpb.ConnectionConfig()
-        cfg.sqlite.filename_uri = self.path
-        cfg.sqlite.connection_mode = mpb.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
-        self.store = metadata_store.MetadataStore(cfg)
-        self._mpb = mpb
-        self._ms = metadata_store
-        self._types: dict[tuple[str, str], int] = {}
-        self._ids: dict[str, int] = {}
-
-    def id_of(self, name: str) -> int:
-        """The MLMD id of an artifact from its runtime name."""
-        if name not in self._ids:
-            opts = self._ms.ListOptions(filter_query=f"name = {_quote(name, 'artifact')}")
-            found = self.store.get_artifacts(list_options=opts)
-            if len(found) != 1:
-                raise LocalRunError(f"no artifact named {name!r} in {self.path}")
-            self._ids[name] = found[0].id
-        return self._ids[name]
-
-    def _type_id(self, kind: str, name: str) -> int:
-        key = (kind, name)
-        if key not in self._types:
-            mpb = self._mpb
-            if kind == "artifact":
-                self._types[key] = self.store.put_artifact_type(mpb.ArtifactType(name=name))
-            elif kind == "execution":
-                self._types[key] = self.store.put_execution_type(mpb.ExecutionType(name=name))
-            else:
-                self._types[key] = self.store.put_context_type(mpb.ContextType(name=name))
-        return self._types[key]
-
-    def context(self, type_name: str, name: str) -> int:
-        existing = (
-            self.store.get_context_by_type_and_name(type_name, name) if self._has_type(type_name) else None
-        )
-        if existing is not None:
-            return existing.id
-        [cid] = self.store.put_contexts(
-            [self._mpb.Context(type_id=self._type_id("context", type_name), name=name)]
-        )
-        return cid
-
-    def _has_type(self, context_type: str) -> bool:
-        try:
-            self.store.get_context_type(context_type)
-            return True
-        except Exception:  # noqa: BLE001 - NotFoundError: not registered yet
-            return False
-
-    def new_artifact(
-        self, title: str, uri: str, metadata: dict, state: str, contexts: list[int]
-    ) -> tuple[int, str]:
-        """Record an artifact in the pipeline's and the run's contexts; returns (id, runtime name)."""
-        mpb = self._mpb
-        # MLMD fixes a name once written, so it is chosen before the id is known (Vertex's are opaque too).
-        name = ARTIFACT_NAME.format(uuid.uuid4().hex)
-        a = mpb.Artifact(
-            type_id=self._type_id("artifact", title), uri=uri, name=name, state=getattr(mpb.Artifact, state)
-        )
-        for k, v in metadata.items():
-            _to_mlmd_value(a.custom_properties[k], v)
-        [aid] = self.store.put_artifacts([a])
-        self._ids[name] = aid
-        self.store.put_attributions_and_associations(
-            [mpb.Attribution(context_id=c, artifact_id=aid) for c in contexts], []
-        )
-        return aid, name
-
-    def update_artifact(self, aid: int, uri: str | None, metadata: dict, state: str) -> None:
-        [a] = self.store.get_artifacts_by_id([aid])
-        if uri is not None:
-            a.uri = uri
-        a.state = getattr(self._mpb.Artifact, state)
-        for k, v in metadata.items():
-            _to_mlmd_value(a.custom_properties[k], v)
-        self.store.put_artifacts([a])
-
-    def runtime_artifact(self, aid: int):
-        """The RuntimeArtifact a task receives for a stored artifact (without a type: the consumer sets it)."""
-        from kfp.pipeline_spec import pipeline_spec_pb2 as pb
-
-        [a] = self.store.get_artifacts_by_id([aid])
-        ra = pb.RuntimeArtifact(name=a.name, uri=a.uri)
-        ra.metadata.update({k: _from_mlmd_value(v) for k, v in a.custom_properties.items()})
-        return ra
-
-    def query(self, filter_query: str, limit: int = 1) -> list[int]:
-        """Artifact ids matching an MLMD filter, newest first."""
-        opts = self._ms.ListOptions(
-            limit=limit, order_by=self._ms.OrderByField.ID, is_asc=False, filter_query=filter_query
-        )
-        return [a.id for a in self.store.get_artifacts(list_options=opts)]
-
-    def start_execution(self, kind: str, task: str, run_id: str, contexts: list[int], props: dict) -> int:
-        mpb = self._mpb
-        e = mpb.Execution(
-            type_id=self._type_id("execution", EXECUTION_TYPES[kind]),
-            name=f"{run_id}/{task}",
-            last_known_state=mpb.Execution.RUNNING,
-        )
-        e.custom_properties["task_name"].string_value = task
-        e.custom_properties["run_id"].string_value = run_id
-        for k, v in props.items():
-            e.custom_properties[k].string_value = str(v)
-        [eid] = self.store.put_executions([e])
-        self.store.put_attributions_and_associations(
-            [], [mpb.Association(context_id=c, execution_id=eid) for c in contexts]
-        )
-        return eid
-
-    def finish_execution(
-        self, eid: int, state: str, inputs: dict[str, list[int]], outputs: dict[str, list[int]]
-    ) -> None:
-        mpb = self._mpb
-        [e] = self.store.get_executions_by_id([eid])
-        e.last_known_state = getattr(mpb.Execution, state)
-        self.store.put_executions([e])
-        events = []
-        for kind, mapping in ((mpb.Event.INPUT, inputs), (mpb.Event.OUTPUT, outputs)):
-            for key, ids in mapping.items():
-                for i, aid in enumerate(ids):
-                    ev = mpb.Event(artifact_id=aid, execution_id=eid, type=kind)
-                    ev.path.steps.add().key = key
-                    ev.path.steps.add().index = i
-                    events.append(ev)
-        if events:
-            self.store.put_events(events)
-
-
-# ---- resolver queries ------------------------------------------------------------------------------------------
-def _quote(value: str, where: str) -> str:
-    if "'" in value:
-        raise LocalRunError(f"{where}: cannot query for a value with a quote: {value!r}")
-    return f"'{value}'"
-
-
-_CLAUSES = (
-    (re.compile(r'^schema_title\s*=\s*"([^"]*)"$'), lambda m, w: f"type = {_quote(m[1], w)}"),
-    (re.compile(r"^state\s*=\s*([A-Z_]+)$"), lambda m, w: f"state = {m[1]}"),
-    (
-        re.compile(r"^metadata\.([A-Za-z0-9_]+)\.number_value\s*=\s*(-?[0-9][0-9.eE+-]*)$"),
-        lambda m, w: f"custom_properties.{m[1]}.double_value = {float(m[2])!r}",
-    ),
-    (
-        re.compile(r'^metadata\.([A-Za-z0-9_]+)\.string_value\s*=\s*"([^"]*)"$'),
-        lambda m, w: f"custom_properties.{m[1]}.string_value = {_quote(m[2], w)}",
-    ),
-    (re.compile(r'^name\s*=\s*"([^"]*)"$'), lambda m, w: f"name = {_quote(m[1], w)}"),
-    (re.compile(r'^uri\s*=\s*"([^"]*)"$'), lambda m, w: f"uri = {_quote(m[1], w)}"),
+# Re-exported: the store and the results were part of this module before they had their own.
+from graft.kubeflow.local_mlmd import (  # noqa: F401
+    ARTIFACT_NAME,
+    EXECUTION_TYPES,
+    PIPELINE_CONTEXT,
+    RUN_CONTEXT,
+    LocalMetadata,
+    LocalRunError,
+    _struct_to_dict,
+    translate_filter,
+    type_title,
 )
+from graft.kubeflow.local_results import LocalRunResult, TaskResult
 
-
-def translate_filter(kfp_filter: str, pipeline_name: str, where: str = "resolver") -> str:
-    """A resolver's artifact filter (Vertex ML Metadata syntax) as an MLMD filter query in the pipeline's context."""
-    out = []
-    for clause in re.split(r"\s+AND\s+", kfp_filter.strip()):
-        for pattern, build in _CLAUSES:
-            m = pattern.match(clause.strip())
-            if m:
-                out.append(build(m, where))
-                break
-        else:
-            raise LocalRunError(f"{where}: this local runner cannot evaluate the filter clause {clause!r}")
-    out.append(f"contexts_a.type = '{PIPELINE_CONTEXT}' AND contexts_a.name = {_quote(pipeline_name, where)}")
-    return " AND ".join(out)
-
-
-# ---- results ---------------------------------------------------------------------------------------------------
-@dataclass
-class TaskResult:
-    task: str
-    kind: str
-    state: str
-    seconds: float = 0.0
-    execution_id: int | None = None
-    executor_class: str | None = None
-    # output key -> [{name, type, uri, metadata}]
-    outputs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    log: str | None = None
-
-
-@dataclass
-class LocalRunResult:
-    run_id: str
-    pipeline: str
-    status: str
-    pipeline_root: str
-    metadata_path: str
-    tasks: list[TaskResult]
-    seconds: float
-    error: str | None = None
-
-    def _outputs_of_type(self, title: str) -> list[dict[str, Any]]:
-        """Artifacts of a type that container tasks produced (resolvers hand out older ones)."""
-        return [
-            a
-            for t in self.tasks
-            if t.kind == "container"
-            for arts in t.outputs.values()
-            for a in arts
-            if a["type"] == title
-        ]
-
-    @property
-    def blessed(self) -> bool | None:
-        b = self._outputs_of_type("tfx.ModelBlessing")
-        return None if not b else b[-1]["metadata"].get("blessed") == 1
-
-    @property
-    def pushed(self) -> bool | None:
-        p = self._outputs_of_type("tfx.PushedModel")
-        return None if not p else p[-1]["metadata"].get("pushed") == 1
-
-    @property
-    def pushed_destination(self) -> str | None:
-        p = self._outputs_of_type("tfx.PushedModel")
-        return p[-1]["metadata"].get("pushed_destination") if p and self.pushed else None
-
-    def task(self, name: str) -> TaskResult:
-        return next(t for t in self.tasks if t.task == name)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = {k: v for k, v in self.__dict__.items() if k != "tasks"}
-        d["tasks"] = [t.__dict__ for t in self.tasks]
-        d.update(blessed=self.blessed, pushed=self.pushed, pushed_destination=self.pushed_destination)
-        return d
-
-    def render(self) -> str:
-        lines = [f"[graft] local run {self.run_id} of {self.pipeline}: {self.status} in {self.seconds:.0f} s"]
-        if self.error:
-            lines.append(f"[graft] {self.error}")
-        if self.blessed is not None:
-            lines.append(f"[graft] blessed: {'yes' if self.blessed else 'NO'}")
-        if self.pushed:
-            lines.append(f"[graft] pushed to {self.pushed_destination}")
-        elif self.pushed is False:
-            lines.append("[graft] nothing pushed")
-        lines.append(f"[graft] metadata: {self.metadata_path}")
-        return "\n".join(lines)
+_PYTHON_NAMES = ("python", "python3", "python3.10")
 
 
 # ---- the runner ------------------------------------------------------------------------------------------------
@@ -550,7 +247,7 @@ class _Runner:
         if proc.returncode != 0:
             text = log_path.read_text(errors="replace")
             tail = "\n".join(text.splitlines()[-40:])
-            data = any(n in text for n in DATA_ERROR_NAMES)
+            data = errors.mentions_data_error(text)
             raise LocalRunError(
                 f"task {task!r} ({what}) exited with {proc.returncode}; log: {log_path}\n{tail}",
                 task=task,
@@ -747,7 +444,7 @@ def run_compiled(
     fails (``.task``, ``.data_validation``); the run is recorded in ``<root>/metadata.sqlite`` either way."""
     from graft.kubeflow.compile import is_remote
     from graft.kubeflow.image import IMAGE_ENV
-    from graft.pipeline.local_runner import run_lock
+    from graft.pipeline.run_lock import run_lock
 
     compiled = spec_mod.load(path)
     _check_supported(compiled)

@@ -1,4 +1,9 @@
-"""The one typed config of a Graft run: the only source of knobs.
+"""The one typed config of a Graft run, assembled: the only source of knobs.
+
+Each component owns the dataclass of the section it reads (``data`` -> graft.components.image_example_gen.config,
+``backbone``, ``transform``, ``train``, ``evaluation``, ``push`` -> graft.components.*_config); this module adds
+the sections only the pipeline and the Kubeflow layer read (``beam``, ``kubeflow``), assembles ``GraftConfig``,
+and loads it from files and overrides.
 
 A run's config is built from defaults, then an optional YAML file, then ``--set section.key=value`` overrides, in
 that order. Unknown keys, wrong types and out-of-range values are :class:`ConfigError`s that name the key and say
@@ -12,202 +17,46 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import re
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import yaml
 
+from graft.components.backbone_config import BackboneConfig
+from graft.components.evaluation_config import EvaluationConfig
+from graft.components.image_example_gen.config import DataConfig
+from graft.components.preprocessing_config import TransformConfig
+from graft.components.pusher_config import PushConfig
+from graft.components.trainer_config import AugmentConfig, TrainConfig
+from graft.errors import ConfigError
+from graft.settings import SAFE_NAME_RE, check_safe_name
+from graft.settings import build as _build
+from graft.settings import check as _check
 
-class ConfigError(ValueError):
-    """A bad config value or key. The message names the key and the fix."""
-
-
-def _check(ok: bool, key: str, msg: str) -> None:
-    if not ok:
-        raise ConfigError(f"config key '{key}': {msg}")
-
-
-# Names that end up as directory names (model name, pipeline name, class names): no path tricks.
-SAFE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-
-
-def check_safe_name(value: str, key: str) -> None:
-    _check(
-        bool(SAFE_NAME_RE.match(value)) and ".." not in value,
-        key,
-        f"{value!r} is not a safe name: use 1-128 letters, digits, '_', '.', '-', starting with a letter or digit, "
-        "and no '..'",
-    )
-
-
-@dataclass
-class DataConfig:
-    # A class-per-folder tree, a pre-split tree ({train,val,test}/<class>/...), a folder of span-N/ subfolders,
-    # a CSV manifest (path,label), or a folder / glob of TFRecord files of tf.Examples.
-    path: str = ""
-    format: Literal["auto", "folders", "presplit", "csv", "tfrecord"] = "auto"
-    # Class names in label-index order. Empty: the classes found in the data (sorted).
-    classes: list[str] = field(default_factory=list)
-    train_fraction: float = 0.8
-    val_fraction: float = 0.1
-    test_fraction: float = 0.1
-    # Stop the run when more than this fraction of files are not decodable images (each is listed).
-    max_bad_fraction: float = 0.01
-    # Stop the run when a class has fewer train examples than this.
-    min_train_examples_per_class: int = 5
-    # Refuse images with more pixels than this before decoding them (decompression bombs).
-    max_image_pixels: int = 50_000_000
-    # Read the newest span-N/ folder (TFX span semantics) when the data folder has span-N/ subfolders.
-    use_spans: bool = True
-    # Curated schema (tensorflow_metadata Schema, text format) the data is validated against. Empty: the one Graft
-    # ships (schemas/image_classification/schema.pbtxt). `graft schema infer --data DIR` writes a starting
-    # point. Read when the pipeline is built; its label domain is filled in at run time.
-    schema_path: str = ""
-
-    def validate(self) -> None:
-        for k in ("train_fraction", "val_fraction", "test_fraction"):
-            v = getattr(self, k)
-            _check(0.0 < v < 1.0, f"data.{k}", f"{v} is out of range: must be > 0 and < 1")
-        total = self.train_fraction + self.val_fraction + self.test_fraction
-        _check(
-            math.isclose(total, 1.0, abs_tol=1e-6),
-            "data.train_fraction",
-            f"train/val/test fractions must add up to 1.0, they add up to {total:g}",
-        )
-        _check(0.0 <= self.max_bad_fraction <= 1.0, "data.max_bad_fraction", "must be between 0 and 1")
-        _check(self.min_train_examples_per_class >= 1, "data.min_train_examples_per_class", "must be >= 1")
-        _check(self.max_image_pixels >= 1, "data.max_image_pixels", "must be >= 1")
-        _check(len(set(self.classes)) == len(self.classes), "data.classes", "class names must be unique")
-        _check(
-            not self.schema_path or self.schema_path.endswith(".pbtxt"),
-            "data.schema_path",
-            f"{self.schema_path!r}: expected a text-format schema file ending in .pbtxt",
-        )
-        for c in self.classes:
-            check_safe_name(c, "data.classes")
-
-
-@dataclass
-class BackboneConfig:
-    # TF Hub handle: https URL (tfhub.dev / Kaggle Models), gs:// path, or a local TF2 SavedModel directory.
-    # Also accepts the names of offline modules Graft builds: 'mobilenet_v1_imagenet', 'tiny'.
-    handle: str = ""
-    # Input size when the module's signature does not fix it (None: read from the module).
-    input_size: int | None = None
-
-    def validate(self) -> None:
-        if self.input_size is not None:
-            _check(
-                16 <= self.input_size <= 1024, "backbone.input_size", f"{self.input_size} not in [16, 1024]"
-            )
-
-
-@dataclass
-class TransformConfig:
-    resize_method: Literal["bilinear", "nearest", "bicubic", "area", "lanczos3"] = "bilinear"
-    antialias: bool = True
-
-    def validate(self) -> None:
-        pass
-
-
-@dataclass
-class AugmentConfig:
-    enabled: bool = True
-    horizontal_flip: bool = True
-    rotation: float = 0.05  # fraction of a full turn
-    zoom: float = 0.1
-    contrast: float = 0.1
-
-    def validate(self) -> None:
-        _check(
-            0.0 <= self.rotation <= 0.5, "train.augment.rotation", "must be in [0, 0.5] (fraction of a turn)"
-        )
-        _check(0.0 <= self.zoom < 1.0, "train.augment.zoom", "must be in [0, 1)")
-        _check(0.0 <= self.contrast < 1.0, "train.augment.contrast", "must be in [0, 1)")
-
-
-@dataclass
-class TrainConfig:
-    # Global batch: split across the replicas under MirroredStrategy, so results do not depend on the GPU count.
-    batch_size: int = 32
-    # Phase 1: new head on the frozen backbone.
-    phase1_epochs: int = 5
-    phase1_learning_rate: float = 1e-3
-    # Phase 2: fine-tune the top fraction of the backbone's variables (0 skips phase 2, 1.0 trains all).
-    fine_tune_fraction: float = 0.3
-    phase2_epochs: int = 3
-    phase2_learning_rate: float = 1e-5
-    early_stopping_patience: int = 2
-    # Cap on steps per epoch (None: one pass over the train split).
-    steps_per_epoch: int | None = None
-    dropout: float = 0.2
-    label_smoothing: float = 0.0
-    # 'none', 'balanced', or an explicit {class_name: weight} map.
-    class_weights: Union[str, dict[str, float]] = "none"
-    seed: int = 42
-    # 'auto': float16 compute when a GPU is visible; 'on' / 'off' force it.
-    mixed_precision: Literal["auto", "on", "off"] = "auto"
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-
-    def validate(self) -> None:
-        _check(1 <= self.batch_size <= 4096, "train.batch_size", f"{self.batch_size} not in [1, 4096]")
-        _check(self.phase1_epochs >= 1, "train.phase1_epochs", "must be >= 1")
-        _check(self.phase2_epochs >= 0, "train.phase2_epochs", "must be >= 0")
-        for k in ("phase1_learning_rate", "phase2_learning_rate"):
-            v = getattr(self, k)
-            _check(0.0 < v < 1.0, f"train.{k}", f"{v} is out of range: must be > 0 and < 1")
-        _check(0.0 <= self.fine_tune_fraction <= 1.0, "train.fine_tune_fraction", "must be in [0, 1]")
-        _check(self.early_stopping_patience >= 0, "train.early_stopping_patience", "must be >= 0")
-        _check(
-            self.steps_per_epoch is None or self.steps_per_epoch >= 1, "train.steps_per_epoch", "must be >= 1"
-        )
-        _check(0.0 <= self.dropout < 1.0, "train.dropout", "must be in [0, 1)")
-        _check(0.0 <= self.label_smoothing < 1.0, "train.label_smoothing", "must be in [0, 1)")
-        if isinstance(self.class_weights, str):
-            _check(
-                self.class_weights in ("none", "balanced"),
-                "train.class_weights",
-                f"{self.class_weights!r}: use 'none', 'balanced' or a map {{class_name: weight}}",
-            )
-        else:
-            for k, v in self.class_weights.items():
-                _check(v > 0, f"train.class_weights.{k}", f"weight {v} must be > 0")
-        self.augment.validate()
-
-
-@dataclass
-class EvaluationConfig:
-    # Blessing needs every threshold below to pass. TFMA writes no blessing without thresholds (tfx#5148), so
-    # min_accuracy always exists.
-    min_accuracy: float = 0.5
-    # Against the last blessed model: the new accuracy may be at most this much lower (absolute). 0 = at least
-    # as good; a negative value demands an improvement.
-    max_accuracy_drop: float = 0.0
-    # Per-class recall floor (sliced by label). 0 disables it.
-    min_class_recall: float = 0.0
-
-    def validate(self) -> None:
-        _check(0.0 <= self.min_accuracy <= 1.0, "evaluation.min_accuracy", "must be in [0, 1]")
-        _check(-1.0 <= self.max_accuracy_drop <= 1.0, "evaluation.max_accuracy_drop", "must be in [-1, 1]")
-        _check(0.0 <= self.min_class_recall <= 1.0, "evaluation.min_class_recall", "must be in [0, 1]")
-
-
-@dataclass
-class PushConfig:
-    model_name: str = "graft"
-    # TF Serving model base directory; models go to <serving_root>/<model_name>/<version>/.
-    # Empty: <root>/serving.
-    serving_root: str = ""
-
-    def validate(self) -> None:
-        check_safe_name(self.model_name, "push.model_name")
+# Re-exported: the assembled config is where callers above the components find every section and the error.
+__all__ = [
+    "SAFE_NAME_RE",
+    "AugmentConfig",
+    "BackboneConfig",
+    "BeamConfig",
+    "ConfigError",
+    "DataConfig",
+    "DataflowConfig",
+    "EvaluationConfig",
+    "GraftConfig",
+    "KubeflowConfig",
+    "PortableRunnerConfig",
+    "PushConfig",
+    "TrainConfig",
+    "TransformConfig",
+    "check_image",
+    "check_safe_name",
+    "load_config",
+    "parse_override",
+]
 
 
 # Container image references: [registry[:port]/]path[:tag][@sha256:digest], lower-case path.
@@ -519,81 +368,6 @@ class GraftConfig:
     @classmethod
     def from_json(cls, text: str) -> GraftConfig:
         return cls.from_dict(json.loads(text))
-
-
-# ---- building dataclasses from plain data, with key-naming errors ---------------------------------------------
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return " | ".join(repr(a) for a in typing.get_args(tp))
-    if origin in (Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(tp))
-    if origin in (list, dict):
-        return str(tp).replace("typing.", "")
-    return getattr(tp, "__name__", str(tp))
-
-
-def _coerce(tp: Any, value: Any, key: str) -> Any:
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if dataclasses.is_dataclass(tp):
-        _check(isinstance(value, dict), key, f"expected a mapping of {tp.__name__} keys, got {value!r}")
-        return _build(tp, value, key + ".")
-    if origin in (Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        for a in args:
-            if a is type(None):
-                continue
-            try:
-                return _coerce(a, value, key)
-            except ConfigError:
-                continue
-        raise ConfigError(f"config key '{key}': {value!r} is not a valid {_type_name(tp)}")
-    if origin is Literal:
-        _check(value in args, key, f"{value!r} is not allowed; allowed values: {', '.join(map(repr, args))}")
-        return value
-    if origin is list:
-        if isinstance(value, str):  # --set data.classes=a,b,c
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        _check(isinstance(value, list), key, f"expected a list, got {value!r}")
-        return [_coerce(args[0], v, f"{key}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        _check(isinstance(value, dict), key, f"expected a mapping, got {value!r}")
-        return {_coerce(args[0], k, key): _coerce(args[1], v, f"{key}.{k}") for k, v in value.items()}
-    if tp is bool:
-        _check(isinstance(value, bool), key, f"expected true or false, got {value!r}")
-        return value
-    if tp is int:
-        _check(
-            isinstance(value, int) and not isinstance(value, bool), key, f"expected an integer, got {value!r}"
-        )
-        return value
-    if tp is float:
-        _check(
-            isinstance(value, (int, float)) and not isinstance(value, bool),
-            key,
-            f"expected a number, got {value!r}",
-        )
-        _check(math.isfinite(float(value)), key, f"expected a finite number, got {value!r}")
-        return float(value)
-    if tp is str:
-        _check(isinstance(value, str), key, f"expected a string, got {value!r}")
-        return value
-    raise ConfigError(f"config key '{key}': unsupported type {tp}")  # pragma: no cover
-
-
-def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    for k in data:
-        if k not in names:
-            raise ConfigError(
-                f"unknown config key '{prefix}{k}'; allowed keys{' in ' + prefix.rstrip('.') if prefix else ''}: "
-                f"{', '.join(names)}"
-            )
-    kwargs = {k: _coerce(hints[k], v, prefix + k) for k, v in data.items()}
-    return cls(**kwargs)
 
 
 def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:

@@ -1,4 +1,4 @@
-"""``create_pipeline(config, backbone_info)``: the one place the TFX DAG is wired.
+"""``create_pipeline(config, backbone_info, inputs)``: the one place the TFX DAG is wired.
 
   ImageExampleGen -> StatisticsGen -> CuratedSchemaGen (committed schema + label domain) -> ExampleValidator
   -> DataGate (stops the run on any data problem) -> Transform (analyze train, transform train/val/test)
@@ -9,7 +9,8 @@ Transform reads its schema from the gate's ``validated_schema`` output: it canno
 LocalDagRunner and KubeflowV2DagRunner alike. Transform's analyzer-cache resolver is deliberately not wired (it
 changes Transform's inputs on every run, so an unchanged rerun would re-run Transform).
 
-Nothing here writes files: everything a component needs travels in its exec properties (the schema text, the
+Nothing here reads or writes files: the data layout, the class list and the schema text arrive resolved
+(graft.pipeline.dag_inputs), and everything a component needs travels in its exec properties (the schema text, the
 configured classes, the backbone's size), so the same function serves ``graft run`` and a Kubeflow compile.
 Each component's exec properties carry only the config it uses -- they are TFX's cache key, so e.g. changing
 ``train.*`` re-runs neither ExampleGen nor Transform.
@@ -18,10 +19,10 @@ Each component's exec properties carry only the config it uses -- they are TFX's
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 from graft.pipeline.config import ConfigError, GraftConfig
+from graft.pipeline.dag_inputs import DagInputs
 
 PREPROCESSING_FN = "graft.components.preprocessing.preprocessing_fn"
 RUN_FN = "graft.components.trainer.run_fn"
@@ -51,23 +52,6 @@ def beam_pipeline_args(config: GraftConfig) -> list[str]:
     return args
 
 
-def schema_text(config: GraftConfig) -> str:
-    """The curated schema's text: data.schema_path, or the committed one. Validated here, at build time."""
-    from graft.components import data_gate
-
-    path = config.data.schema_path or data_gate.default_schema_path()
-    try:
-        with open(os.path.expanduser(path), encoding="utf-8") as f:
-            text = f.read()
-    except OSError as e:
-        raise ConfigError(f"config key 'data.schema_path': cannot read {path}: {e.strerror or e}") from None
-    try:
-        data_gate.parse_schema(text, where=path)
-    except ValueError as e:
-        raise ConfigError(f"config key 'data.schema_path': {e}") from None
-    return text
-
-
 def _backbone_dict(backbone_info: Any) -> dict:
     if hasattr(backbone_info, "to_dict"):
         return backbone_info.to_dict()
@@ -91,39 +75,6 @@ def transform_custom_config(config: GraftConfig, backbone_info: Any) -> dict[str
     return {"graft_config": reduced.to_json(), "backbone": json.dumps(backbone, sort_keys=True)}
 
 
-def class_names_hint(config: GraftConfig, layout) -> list[str] | None:
-    """The class list when it is cheap to know at build time: configured, or the class folders of a folder tree
-    (newest span). TFMA needs it for per-class precision / recall and macro AUC (binarized by class id); without
-    it the Evaluator still computes accuracy, the per-label slices and the confusion matrix."""
-    if config.data.classes:
-        return list(config.data.classes)
-    from graft.components.image_example_gen import files
-    from graft.components.image_example_gen.layout import SPAN_DIR_RE
-
-    try:
-        root = layout.input_base
-        if layout.spans:
-            spans = sorted(
-                (int(m.group(1)), n) for n, d in files.list_dir(root) if d and (m := SPAN_DIR_RE.match(n))
-            )
-            root = files.join(root, spans[-1][1])
-        if layout.form == "folders":
-            names = {n for n, d in files.list_dir(root) if d}
-        elif layout.form == "presplit":
-            names = {
-                c
-                for split, d in files.list_dir(root)
-                if d
-                for c, cd in files.list_dir(files.join(root, split))
-                if cd
-            }
-        else:
-            return None
-    except Exception:  # noqa: BLE001 - a hint only; the DAG is correct without it
-        return None
-    return sorted(names) if len(names) >= 2 else None
-
-
 def trainer_custom_config(config: GraftConfig, backbone_info: Any) -> dict[str, str]:
     """Trainer's custom_config: ``train``, ``backbone`` and the class list only (defaults elsewhere).
 
@@ -140,6 +91,7 @@ def trainer_custom_config(config: GraftConfig, backbone_info: Any) -> dict[str, 
 def create_pipeline(
     config: GraftConfig,
     backbone_info: Any,
+    inputs: DagInputs,
     *,
     pipeline_root: str | None = None,
     metadata_path: str | None = None,
@@ -147,7 +99,10 @@ def create_pipeline(
     for_kubeflow: bool = False,
 ):
     """Build the TFX pipeline. Local by default (sqlite MLMD at ``config.metadata_path``); ``for_kubeflow=True``
-    leaves MLMD to the cluster and uses ``kubeflow.pipeline_root``."""
+    leaves MLMD to the cluster and uses ``kubeflow.pipeline_root``.
+
+    Reads nothing: the data layout, the class list and the schema text come in ``inputs``, resolved by the caller
+    (``graft.pipeline.dag_inputs.resolve(config)``), which decides what may be read."""
     import graft  # noqa: F401, I001  (legacy Keras before TensorFlow)
 
     from tfx.components import Evaluator, ExampleValidator, StatisticsGen, Trainer, Transform
@@ -160,7 +115,6 @@ def create_pipeline(
 
     from graft.components import baseline_resolver, data_gate, evaluation, features
     from graft.components.image_example_gen.component import ImageExampleGen
-    from graft.components.image_example_gen.layout import detect_layout
 
     # TFX's Pusher component with Graft's executor: a local push lands atomically (staged, then renamed).
     from graft.components.pusher import Pusher
@@ -169,11 +123,10 @@ def create_pipeline(
     classes_json = json.dumps(list(config.data.classes))
 
     # ---- data in -------------------------------------------------------------------------------------------------
-    layout = detect_layout(config.data)
-    class_names = class_names_hint(config, layout)
-    example_gen = ImageExampleGen.from_layout(layout, config.data)
+    class_names = inputs.class_names
+    example_gen = ImageExampleGen.from_layout(inputs.layout, config.data)
     schema_gen = data_gate.CuratedSchemaGen(
-        examples=example_gen.outputs["examples"], schema_text=schema_text(config), classes_json=classes_json
+        examples=example_gen.outputs["examples"], schema_text=inputs.schema_text, classes_json=classes_json
     )
     # With the schema, TFDV knows image_bytes is an image (image_domain): byte-size statistics instead of top-k /
     # unique counts keyed by every image's whole bytes (memory grew with the dataset; 20 images in the stats).

@@ -15,56 +15,18 @@ Adds only what a local user needs around ``LocalDagRunner().run``:
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
-import json
 import logging
-import os
 import re
 import shutil
-import socket
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 from graft.pipeline.config import GraftConfig
+from graft.pipeline.run_lock import LOCK_NAME, RunLockedError, run_lock
 
-LOCK_NAME = ".graft-run.lock"
-
-
-class RunLockedError(RuntimeError):
-    pass
-
-
-@contextlib.contextmanager
-def run_lock(run_root: Path) -> Iterator[None]:
-    """An exclusive flock on <run_root>/.graft-run.lock, released when the process ends (even on SIGKILL)."""
-    run_root.mkdir(parents=True, exist_ok=True)
-    path = run_root / LOCK_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            if e.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
-            holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "another process"
-            raise RunLockedError(
-                f"another graft run is using {run_root} ({holder}). Wait for it to finish, or use another --root "
-                "or --set name=... for a separate pipeline."
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(
-            fd,
-            json.dumps(
-                {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%FT%T")}
-            ).encode(),
-            0,
-        )
-        yield
-    finally:
-        os.close(fd)  # closing the descriptor releases the flock
+# Re-exported: callers found the run lock here before it had its own module.
+__all__ = ["LOCK_NAME", "RunLockedError", "run_lock", "run_pipeline"]
 
 
 # Warnings TFX / TFT / TF log on every healthy run; they say nothing actionable to a Graft user.
@@ -253,7 +215,7 @@ def _quiet_third_party_logs(verbose: bool) -> Iterator[None]:
 
 def run_pipeline(cfg: GraftConfig, quiet: bool = False, verbose: bool = False):
     """Build the DAG from the config and run it with LocalDagRunner. Returns the run's MLMD summary."""
-    from graft.pipeline import dag, recovery, runs
+    from graft.pipeline import dag, dag_inputs, recovery, runs
 
     recovery.check_writable(cfg)  # a read-only root or serving directory stops the run now, not at the Pusher
     cfg.run_root.mkdir(parents=True, exist_ok=True)
@@ -265,7 +227,7 @@ def run_pipeline(cfg: GraftConfig, quiet: bool = False, verbose: bool = False):
         from graft.components.backbones import resolve_backbone
 
         backbone = resolve_backbone(cfg.backbone.handle, cfg.backbone.input_size)
-        pipeline = dag.create_pipeline(cfg, backbone)
+        pipeline = dag.create_pipeline(cfg, backbone, dag_inputs.resolve(cfg))
 
         from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 

@@ -24,7 +24,9 @@ import time
 import uuid
 from pathlib import Path
 
+from graft import errors
 from graft.pipeline.config import ConfigError, GraftConfig
+from graft.pipeline.run_lock import LOCK_NAME
 
 ABANDONED_PROP = "graft_abandoned"
 _ACTIVE_STATES = (1, 2)  # Execution.NEW, Execution.RUNNING
@@ -179,8 +181,6 @@ def run_lock_held(run_root: str | Path) -> bool | None:
     Read from /proc/locks, without touching the lock: probing it with flock could make a ``graft run`` that starts
     at that instant fail. None where /proc/locks does not exist (not Linux).
     """
-    from graft.pipeline.local_runner import LOCK_NAME
-
     try:
         st = os.stat(Path(run_root) / LOCK_NAME)
     except OSError:
@@ -224,16 +224,8 @@ def unfinished_status(summary, newest: bool, live: bool | None) -> str | None:
 
 
 # ---- messages -----------------------------------------------------------------------------------------------------
-def _chain(exc: BaseException | None):
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        yield exc
-        exc = exc.__cause__ or exc.__context__
-
-
 def is_disk_full(exc: BaseException) -> bool:
-    for x in _chain(exc):
+    for x in errors.chain(exc):
         if isinstance(x, OSError) and x.errno in (errno.ENOSPC, errno.EDQUOT):
             return True
         if any(m in str(x) for m in DISK_FULL_MARKERS):

@@ -12,6 +12,16 @@ import json
 from pathlib import Path
 from typing import Any
 
+# Re-exported: these lived here before they had their own module.
+from graft.pipeline.run_records import (  # noqa: F401
+    RUNS_DIR,
+    _read_json,
+    read_run_record,
+    record_path,
+    update_run_record,
+    write_run_record,
+)
+
 PIPELINE_RUN_CONTEXT = "pipeline_run"
 NODE_CONTEXT = "node"
 
@@ -255,13 +265,6 @@ def _pipeline_roots(summary: RunSummary) -> list[Path]:
     return list(dict.fromkeys(Path(uri).parents[2] for uri in summary.outputs.values() if uri))
 
 
-def _read_json(path: str, default):
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return default
-
-
 def eval_model_names(uri: str) -> dict[str, str | None]:
     """{'candidate': name, 'baseline': name or None} from the evaluation's eval_config.json.
 
@@ -468,51 +471,15 @@ def read_anomalies(uri: str) -> list[str]:
     return out
 
 
-# ---- run records: what MLMD does not keep (the effective config, how the run ended) --------------------------------
-RUNS_DIR = "runs"
-# Exceptions that mean "stopped by data validation" (exit code 3), wherever they sit in the exception chain.
-DATA_ERROR_NAMES = frozenset({"DataValidationError", "TooManyBadFilesError", "NoImagesFoundError"})
-
-
-def record_path(run_root: str | Path, run_id: str) -> Path:
-    """<run_root>/runs/<run id>.json; the run id (an ISO timestamp) with ':' and other odd characters as '_'."""
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
-    return Path(run_root) / RUNS_DIR / f"{safe}.json"
-
-
-def write_run_record(run_root: str | Path, run_id: str, record: dict[str, Any]) -> Path:
-    path = record_path(run_root, run_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=1, sort_keys=True, default=str), encoding="utf-8")
-    tmp.replace(path)
-    return path
-
-
-def read_run_record(run_root: str | Path, run_id: str) -> dict[str, Any] | None:
-    """The record ``graft run`` wrote for this run, or None (a run made by other means, or an older Graft)."""
-    record = _read_json(str(record_path(run_root, run_id)), None)
-    return record if isinstance(record, dict) and record.get("run_id") == run_id else None
-
-
-def update_run_record(run_root: str | Path, run_id: str, **fields: Any) -> None:
-    record = read_run_record(run_root, run_id)
-    if record is not None:
-        record.update(fields)
-        write_run_record(run_root, run_id, record)
-
-
 def describe_error(error: BaseException | None) -> dict[str, Any] | None:
     """The failure in plain data: the most telling exception of the chain (a data error if there is one)."""
     if error is None:
         return None
-    chain, seen, e = [], set(), error
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        chain.append(e)
-        e = e.__cause__ or e.__context__
-    data = next((x for x in chain if type(x).__name__ in DATA_ERROR_NAMES), None)
-    main = data or error
+    from graft import errors
+
+    code, main = errors.classify(error)
+    data = code == errors.EXIT_DATA_VALIDATION
+    main = main if data else error
     kind = (
         "data_validation" if data else ("interrupted" if isinstance(error, KeyboardInterrupt) else "failure")
     )

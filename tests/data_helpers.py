@@ -1,4 +1,7 @@
-"""Helpers for the data-half tests: small real images (PIL), bad files, and running the real DAG."""
+"""Helpers every test folder shares: small real images (PIL), bad files, the DAG's component ids, reading MLMD.
+
+One module instead of copies (tests/components, tests/pipeline, tests/kubeflow import it; pyproject puts tests/
+on the path)."""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import glob
 import io
 import os
 import struct
+import sys
 import zlib
 from pathlib import Path
 
@@ -13,6 +17,21 @@ import numpy as np
 from PIL import Image
 
 CLASSES = ("bird", "cat", "dog")
+# The console script of this environment (end-to-end tests run the real CLI in a subprocess).
+GRAFT = str(Path(sys.executable).parent / "graft")
+# Component ids of the DAG (graft.pipeline.dag), in the order the DAG runs them.
+DATA_HALF = (
+    "ImageExampleGen",
+    "StatisticsGen",
+    "CuratedSchemaGen",
+    "ExampleValidator",
+    "DataGate",
+    "Transform",
+)
+# Every component that runs as a container task on Kubeflow (the resolver is a query, not a container).
+CONTAINER_COMPONENTS = (*DATA_HALF, "Trainer", "Evaluator", "Pusher")
+# Every node of a local run: the components and the baseline resolver (graft.pipeline.dag.BASELINE_RESOLVER_ID).
+ALL_NODES = (*DATA_HALF, "Trainer", "latest_blessed_model_resolver", "Evaluator", "Pusher")
 
 
 def image_bytes(size=(16, 16), fmt="PNG", mode="RGB", seed=0, frames=1) -> bytes:
@@ -140,3 +159,27 @@ def executions(metadata_path: str) -> dict[str, list[str]]:
         execs = sorted(store.get_executions_by_context(ctx.id), key=lambda e: e.id)
         out[node] = [metadata_store_pb2.Execution.State.Name(e.last_known_state) for e in execs]
     return out
+
+
+def make_shapes(root: Path, per_class: int = 20, seed: int = 0) -> None:
+    """Three visually distinct classes of small real images (JPEG and PNG), deterministic: circles, squares and
+    triangles in jittered colours on noise, 32x32."""
+    from PIL import ImageDraw
+
+    rng = np.random.RandomState(seed)
+    for cls, color in [("circle", (220, 40, 40)), ("square", (40, 200, 40)), ("triangle", (40, 40, 220))]:
+        d = root / cls
+        d.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            im = Image.fromarray(rng.randint(0, 80, (32, 32, 3)).astype(np.uint8))
+            draw = ImageDraw.Draw(im)
+            x, y = rng.randint(4, 12, 2)
+            s = int(rng.randint(10, 18))
+            c = tuple(int(v) for v in np.clip(np.array(color) + rng.randint(-30, 30, 3), 0, 255))
+            if cls == "circle":
+                draw.ellipse([x, y, x + s, y + s], fill=c)
+            elif cls == "square":
+                draw.rectangle([x, y, x + s, y + s], fill=c)
+            else:
+                draw.polygon([(x, y + s), (x + s, y + s), (x + s // 2, y)], fill=c)
+            im.save(d / f"{i:03d}.{'png' if i % 2 else 'jpg'}")

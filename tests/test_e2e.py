@@ -11,28 +11,16 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from data_helpers import ALL_NODES, GRAFT, make_shapes
 
 from graft.pipeline import runs
 
 pytestmark = pytest.mark.slow
 
-GRAFT = str(Path(sys.executable).parent / "graft")
-COMPONENTS = [
-    "ImageExampleGen",
-    "StatisticsGen",
-    "CuratedSchemaGen",
-    "ExampleValidator",
-    "DataGate",
-    "Transform",
-    "Trainer",
-    "latest_blessed_model_resolver",
-    "Evaluator",
-    "Pusher",
-]
+COMPONENTS = ALL_NODES
 FAST = [
     "train.phase1_epochs=8",
     "train.phase1_learning_rate=0.01",
@@ -40,30 +28,6 @@ FAST = [
     "train.batch_size=8",
     "evaluation.min_accuracy=0.4",
 ]
-
-
-def make_shapes(root: Path, per_class: int = 20) -> None:
-    """Three visually distinct classes of small real images (JPEG and PNG), deterministic."""
-    import numpy as np
-    from PIL import Image, ImageDraw
-
-    rng = np.random.RandomState(0)
-    for cls, color in [("circle", (220, 40, 40)), ("square", (40, 200, 40)), ("triangle", (40, 40, 220))]:
-        d = root / cls
-        d.mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            im = Image.fromarray(rng.randint(0, 80, (32, 32, 3)).astype(np.uint8))
-            draw = ImageDraw.Draw(im)
-            x, y = rng.randint(4, 12, 2)
-            s = int(rng.randint(10, 18))
-            c = tuple(int(v) for v in np.clip(np.array(color) + rng.randint(-30, 30, 3), 0, 255))
-            if cls == "circle":
-                draw.ellipse([x, y, x + s, y + s], fill=c)
-            elif cls == "square":
-                draw.rectangle([x, y, x + s, y + s], fill=c)
-            else:
-                draw.polygon([(x, y + s), (x + s, y + s), (x + s // 2, y)], fill=c)
-            im.save(d / f"{i:03d}.{'png' if i % 2 else 'jpg'}")
 
 
 def graft_run(data: Path, root: Path, *extra: str) -> tuple[int, dict, str]:

@@ -122,7 +122,7 @@ def test_cli_help_and_version_do_not_import_tensorflow():
     assert graft_bin.exists(), "the graft console script is not installed: run make setup"
     code = (
         "import sys, time; t=time.perf_counter()\n"
-        "from graft.pipeline import cli\n"
+        "from graft import cli\n"
         "try:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
         "print('TF' if 'tensorflow' in sys.modules else 'noTF', round(time.perf_counter()-t, 2))\n"
     )
@@ -140,7 +140,7 @@ def test_cli_help_and_version_do_not_import_tensorflow():
 def test_every_command_has_help():
     from click.testing import CliRunner
 
-    from graft.pipeline.cli import main
+    from graft.cli import main
 
     runner = CliRunner()
 

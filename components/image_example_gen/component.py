@@ -15,7 +15,7 @@ from tfx.dsl.components.base import executor_spec  # noqa: E402
 from graft.components.image_example_gen import executor  # noqa: E402
 from graft.components.image_example_gen.driver import ImageFileDriver  # noqa: E402
 from graft.components.image_example_gen.layout import DataLayout  # noqa: E402
-from graft.pipeline.config import DataConfig  # noqa: E402
+from graft.components.image_example_gen.config import DataConfig  # noqa: E402
 
 
 class ImageExampleGen(FileBasedExampleGen):

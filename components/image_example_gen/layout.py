@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 
 from graft.components import features
 from graft.components.image_example_gen import files
-from graft.pipeline.config import ConfigError, DataConfig
+from graft.components.image_example_gen.config import DataConfig
+from graft.errors import ConfigError
 
 SPAN_DIR_RE = re.compile(r"^span-(\d+)$")
 SPAN_PREFIX = "span-{SPAN}"
@@ -202,6 +203,32 @@ def _patterns_for(form: str, root: str) -> dict[str, str]:
             )
         return {SINGLE_SPLIT: csvs[0]}
     raise ConfigError(f"config key 'data.format': unknown form {form!r}")  # pragma: no cover
+
+
+def declared_layout(data: DataConfig) -> DataLayout | None:
+    """The layout when the config alone says it, without touching storage; None when it must be looked at.
+
+    Declared: a TFRecord glob; a ``.csv`` / ``.tfrecord`` file path with data.format csv / tfrecord; a folder
+    with data.format folders / tfrecord and data.use_spans=false (span detection lists the folder). A compile for
+    a cluster then needs no access to the data (gs:// from a laptop without credentials).
+    """
+    path = (data.path or "").strip()
+    if not path:
+        return None
+    if not files.is_remote(path):
+        path = os.path.abspath(os.path.expanduser(path))
+    if _has_glob(path):
+        return detect_layout(data)  # a glob is read by no one until ExampleGen runs
+    name = path.rstrip("/").rpartition("/")[2].lower()
+    if data.format == "csv" and name.endswith(".csv"):
+        base, file_name = _split_file(path)
+        return DataLayout("csv", base, {SINGLE_SPLIT: file_name})
+    if data.format == "tfrecord" and (".tfrecord" in name or name.endswith(".gz")):
+        base, file_name = _split_file(path)
+        return DataLayout("tfrecord", base, {SINGLE_SPLIT: file_name})
+    if data.format in ("folders", "tfrecord") and not data.use_spans:
+        return DataLayout(data.format, path, _patterns_for(data.format, path))
+    return None
 
 
 def detect_layout(data: DataConfig) -> DataLayout:

@@ -7,22 +7,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from data_helpers import CLASSES, executions, make_tree, write
+from data_helpers import CLASSES, DATA_HALF, executions, make_tree, write
 
 from graft.components import data_gate, features
 from graft.components.data_errors import DataValidationError
-from graft.pipeline import dag
+from graft.pipeline import dag, dag_inputs
 from graft.pipeline.config import ConfigError, GraftConfig
 
 BACKBONE = {"height": 8, "width": 8, "channels": 3}  # a BackboneInfo-like dict: Transform needs only the size
-DATA_HALF = (
-    "ImageExampleGen",
-    "StatisticsGen",
-    "CuratedSchemaGen",
-    "ExampleValidator",
-    "DataGate",
-    "Transform",
-)
 
 
 def _config(tmp_path: Path, data, **data_kw) -> GraftConfig:
@@ -39,7 +31,8 @@ def run_dag(cfg: GraftConfig):
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
     LocalDagRunner().run(
-        dag.create_pipeline(cfg, BACKBONE), run_options=tfx_pipeline.RunOptions(to_nodes=["Transform"])
+        dag.create_pipeline(cfg, BACKBONE, dag_inputs.resolve(cfg)),
+        run_options=tfx_pipeline.RunOptions(to_nodes=["Transform"]),
     )
 
 
@@ -197,12 +190,12 @@ def test_gate_stops_on_a_schema_anomaly(tmp_path):
 def test_bad_schema_path_is_a_config_error(tmp_path):
     cfg = _config(tmp_path, tmp_path, schema_path=str(tmp_path / "missing.pbtxt"))
     with pytest.raises(ConfigError, match="data.schema_path.*cannot read"):
-        dag.schema_text(cfg)
+        dag_inputs.schema_text(cfg)
     bad = tmp_path / "bad.pbtxt"
     bad.write_text('feature { name: "image_bytes" ')
     cfg.data.schema_path = str(bad)
     with pytest.raises(ConfigError, match="not a valid tensorflow_metadata Schema"):
-        dag.schema_text(cfg)
+        dag_inputs.schema_text(cfg)
 
 
 # ---- the DAG's wiring ---------------------------------------------------------------------------------------------
@@ -210,7 +203,7 @@ def test_transform_depends_on_the_gate_and_compiles_for_kubeflow(tmp_path):
     data = tmp_path / "data"
     make_tree(data, per_class=2)
     cfg = _config(tmp_path, data)
-    p = dag.create_pipeline(cfg, BACKBONE)
+    p = dag.create_pipeline(cfg, BACKBONE, dag_inputs.resolve(cfg))
     by_id = {c.id: c for c in p.components}
     assert set(DATA_HALF) <= set(by_id)
     transform = by_id["Transform"]
@@ -233,7 +226,7 @@ def test_transform_depends_on_the_gate_and_compiles_for_kubeflow(tmp_path):
     runner = kfp_runner.KubeflowV2DagRunner(
         config=kfp_runner.KubeflowV2DagRunnerConfig(default_image="graft:test"), output_filename=str(out)
     )
-    runner.run(dag.create_pipeline(cfg, BACKBONE, for_kubeflow=True))
+    runner.run(dag.create_pipeline(cfg, BACKBONE, dag_inputs.resolve(cfg), for_kubeflow=True))
     assert sorted(p.name for p in tmp_path.rglob("*")) == sorted([*before, out.name])
     spec = json.loads(out.read_text())["pipelineSpec"]
     tasks = spec["root"]["dag"]["tasks"]
@@ -251,7 +244,10 @@ def test_changing_train_settings_keeps_the_data_half_cached(tmp_path):
     b = _config(tmp_path, data)
     b.train.batch_size = 7
     b.evaluation.min_accuracy = 0.9
-    pa, pb = dag.create_pipeline(a, BACKBONE), dag.create_pipeline(b, BACKBONE)
+    pa, pb = (
+        dag.create_pipeline(a, BACKBONE, dag_inputs.resolve(a)),
+        dag.create_pipeline(b, BACKBONE, dag_inputs.resolve(b)),
+    )
     props_b = {c.id: c.exec_properties for c in pb.components}
     for c in pa.components:
         if c.id in DATA_HALF:
@@ -260,7 +256,7 @@ def test_changing_train_settings_keeps_the_data_half_cached(tmp_path):
 
 # ---- graft schema infer ------------------------------------------------------------------------------------------
 def test_schema_infer_command_writes_a_usable_schema(tmp_path):
-    from graft.pipeline.cli import main
+    from graft.cli import main
 
     data = tmp_path / "data"
     make_tree(data, per_class=3)
@@ -275,7 +271,7 @@ def test_schema_infer_command_writes_a_usable_schema(tmp_path):
     assert data_gate.label_domain(schema) == list(CLASSES)
     # Usable as data.schema_path; refuses to overwrite without --force.
     cfg = _config(tmp_path, data, schema_path=str(out))
-    assert "photographer" not in dag.schema_text(cfg)
+    assert "photographer" not in dag_inputs.schema_text(cfg)
     again = CliRunner().invoke(main, ["schema", "infer", "--data", str(data), "--out", str(out)])
     assert again.exit_code == 2 and "--force" in again.output
     empty = tmp_path / "empty"

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from graft.cli import main
 from graft.kubeflow import compile as kfc
 from graft.kubeflow import submit as ks
-from graft.pipeline.cli import main
 from graft.pipeline.config import GraftConfig
 
 IMAGE = "europe-west4-docker.pkg.dev/graft-test/graft/graft:1.0"

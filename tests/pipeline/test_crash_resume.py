@@ -14,28 +14,19 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
 
-import numpy as np
+import data_helpers
 import pytest
-from data_helpers import executions
+from data_helpers import DATA_HALF, GRAFT, executions
 
 from graft.pipeline import recovery, runs
 
 pytestmark = pytest.mark.slow
 
-GRAFT = str(Path(sys.executable).parent / "graft")
-UPSTREAM = [
-    "ImageExampleGen",
-    "StatisticsGen",
-    "CuratedSchemaGen",
-    "ExampleValidator",
-    "DataGate",
-    "Transform",
-]
+UPSTREAM = DATA_HALF
 FAST = [
     "train.phase1_epochs=3",
     "train.phase2_epochs=1",
@@ -45,24 +36,7 @@ FAST = [
 
 
 def make_shapes(root: Path, per_class: int = 15) -> None:
-    """Three classes of small real images (circles, squares, triangles on noise), JPEG and PNG."""
-    from PIL import Image, ImageDraw
-
-    rng = np.random.RandomState(3)
-    for cls in ("circle", "square", "triangle"):
-        (root / cls).mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            im = Image.fromarray(rng.randint(0, 80, (32, 32, 3)).astype(np.uint8))
-            d = ImageDraw.Draw(im)
-            x, y, s = int(rng.randint(2, 10)), int(rng.randint(2, 10)), int(rng.randint(12, 20))
-            box = [x, y, x + s, y + s]
-            if cls == "circle":
-                d.ellipse(box, fill=(220, 40, 40))
-            elif cls == "square":
-                d.rectangle(box, fill=(40, 200, 40))
-            else:
-                d.polygon([(x, y + s), (x + s, y + s), (x + s // 2, y)], fill=(40, 40, 220))
-            im.save(root / cls / f"{i:03d}.{'png' if i % 2 else 'jpg'}")
+    data_helpers.make_shapes(root, per_class, seed=3)
 
 
 def run_args(data: Path, root: Path, *extra: str) -> list[str]:

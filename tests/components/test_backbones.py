@@ -151,7 +151,7 @@ def test_building_again_is_a_no_op(mobilenet, hub_cache):
 
 
 def _cli():
-    from graft.pipeline import cli
+    from graft import cli
 
     return cli.main
 

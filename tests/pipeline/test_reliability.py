@@ -20,7 +20,6 @@ import random
 import signal
 import struct
 import subprocess
-import sys
 import time
 import traceback
 import zlib
@@ -28,17 +27,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from data_helpers import executions, image_bytes, make_tree, truncated_jpeg, write
+from data_helpers import GRAFT, executions, image_bytes, make_tree, truncated_jpeg, write
 from PIL import Image
 
 from graft.components import features
 from graft.components.data_errors import DataValidationError
 from graft.components.image_example_gen import files
 from graft.components.image_example_gen import report as report_mod
-from graft.pipeline import dag
+from graft.pipeline import dag, dag_inputs
 from graft.pipeline.config import GraftConfig
 
-GRAFT = str(Path(sys.executable).parent / "graft")
 SIZE = 8  # the backbone input size the data-half runs transform to
 BACKBONE = {"height": SIZE, "width": SIZE, "channels": 3}
 
@@ -57,7 +55,8 @@ def run_dag(cfg: GraftConfig, to: str):
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
     LocalDagRunner().run(
-        dag.create_pipeline(cfg, BACKBONE), run_options=tfx_pipeline.RunOptions(to_nodes=[to])
+        dag.create_pipeline(cfg, BACKBONE, dag_inputs.resolve(cfg)),
+        run_options=tfx_pipeline.RunOptions(to_nodes=[to]),
     )
 
 

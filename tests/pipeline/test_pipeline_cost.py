@@ -20,7 +20,7 @@ import pytest
 from data_helpers import make_tree
 
 from graft.components import evaluation, features
-from graft.pipeline import dag
+from graft.pipeline import dag, dag_inputs
 from graft.pipeline.config import EvaluationConfig, GraftConfig
 
 BACKBONE = {"height": 32, "width": 32, "channels": 3}
@@ -67,7 +67,7 @@ def stats_run(tmp_path_factory):
         cfg.data.path = str(data)
         cfg.validate()
         LocalDagRunner().run(
-            dag.create_pipeline(cfg, BACKBONE),
+            dag.create_pipeline(cfg, BACKBONE, dag_inputs.resolve(cfg)),
             run_options=tfx_pipeline.RunOptions(to_nodes=["StatisticsGen"]),
         )
     finally:

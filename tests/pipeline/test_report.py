@@ -21,8 +21,8 @@ import yaml
 from click.testing import CliRunner
 from PIL import Image, ImageDraw
 
+from graft.cli import main
 from graft.pipeline import local_runner, report, runs
-from graft.pipeline.cli import main
 
 CLASSES = {"blue_triangle": (30, 40, 220), "green_square": (30, 200, 40), "red_circle": (220, 30, 30)}
 

@@ -19,7 +19,7 @@ from dockerfile_parse import DockerfileParser
 
 from graft.kubeflow import image as kimage
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "kubeflow" / "Dockerfile"
 HADOLINT = Path(sys.executable).with_name("hadolint")
 

@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from data_helpers import CONTAINER_COMPONENTS
 
+from graft.cli import main
 from graft.kubeflow import compile as kfc
 from graft.kubeflow import image as kimage
 from graft.kubeflow import spec as kspec
-from graft.pipeline.cli import main
 from graft.pipeline.config import ConfigError, GraftConfig
 
 IMAGE = "us-central1-docker.pkg.dev/graft-test/graft/graft:1.0"
@@ -34,17 +35,7 @@ TFX_CLASSES = {
     "Trainer": "tfx.components.trainer.executor.GenericExecutor",
     "Evaluator": "tfx.components.evaluator.executor.Executor",
 }
-COMPONENTS = (
-    "ImageExampleGen",
-    "StatisticsGen",
-    "CuratedSchemaGen",
-    "ExampleValidator",
-    "DataGate",
-    "Transform",
-    "Trainer",
-    "Evaluator",
-    "Pusher",
-)
+COMPONENTS = CONTAINER_COMPONENTS
 RESOLVERS = (
     "latest_blessed_model_resolver-model-blessing-resolver",
     "latest_blessed_model_resolver-model-resolver",

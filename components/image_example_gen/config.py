@@ -1,0 +1,61 @@
+"""The ``data`` section: where the images are, how they are split, what counts as bad data.
+
+Owned by the ExampleGen (it reads every key; the DataGate and the schema reader read a few). No TensorFlow:
+the assembled config (graft.pipeline.config) and the CLI's ``--help`` import it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+from graft.settings import check as _check
+from graft.settings import check_safe_name
+
+
+@dataclass
+class DataConfig:
+    # A class-per-folder tree, a pre-split tree ({train,val,test}/<class>/...), a folder of span-N/ subfolders,
+    # a CSV manifest (path,label), or a folder / glob of TFRecord files of tf.Examples.
+    path: str = ""
+    format: Literal["auto", "folders", "presplit", "csv", "tfrecord"] = "auto"
+    # Class names in label-index order. Empty: the classes found in the data (sorted).
+    classes: list[str] = field(default_factory=list)
+    train_fraction: float = 0.8
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    # Stop the run when more than this fraction of files are not decodable images (each is listed).
+    max_bad_fraction: float = 0.01
+    # Stop the run when a class has fewer train examples than this.
+    min_train_examples_per_class: int = 5
+    # Refuse images with more pixels than this before decoding them (decompression bombs).
+    max_image_pixels: int = 50_000_000
+    # Read the newest span-N/ folder (TFX span semantics) when the data folder has span-N/ subfolders.
+    use_spans: bool = True
+    # Curated schema (tensorflow_metadata Schema, text format) the data is validated against. Empty: the one Graft
+    # ships (schemas/image_classification/schema.pbtxt). `graft schema infer --data DIR` writes a starting
+    # point. Read when the pipeline is built; its label domain is filled in at run time.
+    schema_path: str = ""
+
+    def validate(self) -> None:
+        for k in ("train_fraction", "val_fraction", "test_fraction"):
+            v = getattr(self, k)
+            _check(0.0 < v < 1.0, f"data.{k}", f"{v} is out of range: must be > 0 and < 1")
+        total = self.train_fraction + self.val_fraction + self.test_fraction
+        _check(
+            math.isclose(total, 1.0, abs_tol=1e-6),
+            "data.train_fraction",
+            f"train/val/test fractions must add up to 1.0, they add up to {total:g}",
+        )
+        _check(0.0 <= self.max_bad_fraction <= 1.0, "data.max_bad_fraction", "must be between 0 and 1")
+        _check(self.min_train_examples_per_class >= 1, "data.min_train_examples_per_class", "must be >= 1")
+        _check(self.max_image_pixels >= 1, "data.max_image_pixels", "must be >= 1")
+        _check(len(set(self.classes)) == len(self.classes), "data.classes", "class names must be unique")
+        _check(
+            not self.schema_path or self.schema_path.endswith(".pbtxt"),
+            "data.schema_path",
+            f"{self.schema_path!r}: expected a text-format schema file ending in .pbtxt",
+        )
+        for c in self.classes:
+            check_safe_name(c, "data.classes")

@@ -1,0 +1,77 @@
+"""The ``train`` section: the two training phases, augmentation, class weights, precision.
+
+Owned by graft.components.trainer, which reads it from the config JSON in ``custom_config``. No TensorFlow
+here (the assembled config and the CLI's ``--help`` import it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Union
+
+from graft.settings import check as _check
+
+
+@dataclass
+class AugmentConfig:
+    enabled: bool = True
+    horizontal_flip: bool = True
+    rotation: float = 0.05  # fraction of a full turn
+    zoom: float = 0.1
+    contrast: float = 0.1
+
+    def validate(self) -> None:
+        _check(
+            0.0 <= self.rotation <= 0.5, "train.augment.rotation", "must be in [0, 0.5] (fraction of a turn)"
+        )
+        _check(0.0 <= self.zoom < 1.0, "train.augment.zoom", "must be in [0, 1)")
+        _check(0.0 <= self.contrast < 1.0, "train.augment.contrast", "must be in [0, 1)")
+
+
+@dataclass
+class TrainConfig:
+    # Global batch: split across the replicas under MirroredStrategy, so results do not depend on the GPU count.
+    batch_size: int = 32
+    # Phase 1: new head on the frozen backbone.
+    phase1_epochs: int = 5
+    phase1_learning_rate: float = 1e-3
+    # Phase 2: fine-tune the top fraction of the backbone's variables (0 skips phase 2, 1.0 trains all).
+    fine_tune_fraction: float = 0.3
+    phase2_epochs: int = 3
+    phase2_learning_rate: float = 1e-5
+    early_stopping_patience: int = 2
+    # Cap on steps per epoch (None: one pass over the train split).
+    steps_per_epoch: int | None = None
+    dropout: float = 0.2
+    label_smoothing: float = 0.0
+    # 'none', 'balanced', or an explicit {class_name: weight} map.
+    class_weights: Union[str, dict[str, float]] = "none"
+    seed: int = 42
+    # 'auto': float16 compute when a GPU is visible; 'on' / 'off' force it.
+    mixed_precision: Literal["auto", "on", "off"] = "auto"
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def validate(self) -> None:
+        _check(1 <= self.batch_size <= 4096, "train.batch_size", f"{self.batch_size} not in [1, 4096]")
+        _check(self.phase1_epochs >= 1, "train.phase1_epochs", "must be >= 1")
+        _check(self.phase2_epochs >= 0, "train.phase2_epochs", "must be >= 0")
+        for k in ("phase1_learning_rate", "phase2_learning_rate"):
+            v = getattr(self, k)
+            _check(0.0 < v < 1.0, f"train.{k}", f"{v} is out of range: must be > 0 and < 1")
+        _check(0.0 <= self.fine_tune_fraction <= 1.0, "train.fine_tune_fraction", "must be in [0, 1]")
+        _check(self.early_stopping_patience >= 0, "train.early_stopping_patience", "must be >= 0")
+        _check(
+            self.steps_per_epoch is None or self.steps_per_epoch >= 1, "train.steps_per_epoch", "must be >= 1"
+        )
+        _check(0.0 <= self.dropout < 1.0, "train.dropout", "must be in [0, 1)")
+        _check(0.0 <= self.label_smoothing < 1.0, "train.label_smoothing", "must be in [0, 1)")
+        if isinstance(self.class_weights, str):
+            _check(
+                self.class_weights in ("none", "balanced"),
+                "train.class_weights",
+                f"{self.class_weights!r}: use 'none', 'balanced' or a map {{class_name: weight}}",
+            )
+        else:
+            for k, v in self.class_weights.items():
+                _check(v > 0, f"train.class_weights.{k}", f"weight {v} must be > 0")
+        self.augment.validate()

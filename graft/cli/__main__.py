@@ -1,0 +1,5 @@
+"""``python -m graft.cli``: the same as the ``graft`` console script."""
+
+from graft.cli import main
+
+main()

@@ -1,0 +1,158 @@
+"""``graft run`` / ``graft demo``: run the DAG locally, print the outcome, map the failure to an exit code.
+
+The work is graft.pipeline.local_runner's; this module parses, calls and prints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+
+import click
+
+from graft.cli.common import _load
+from graft.errors import EXIT_DATA_VALIDATION, EXIT_FAILED, EXIT_OK, EXIT_USAGE
+
+
+# ---- running the pipeline -----------------------------------------------------------------------------------
+def _common_run_options(f):
+    f = click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary last.")(f)
+    f = click.option(
+        "--no-report", is_flag=True, help="Skip the HTML run report (written by default; see `graft report`)."
+    )(f)
+    f = click.option("-v", "--verbose", is_flag=True, help="Show TFX/Beam logs.")(f)
+    f = click.option("-q", "--quiet", is_flag=True, help="Only the final summary.")(f)
+    f = click.option("--no-cache", is_flag=True, help="Re-execute every component (TFX caching off).")(f)
+    f = click.option(
+        "--set",
+        "overrides",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Config override, e.g. train.batch_size=16.",
+    )(f)
+    f = click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML config file.")(f)
+    f = click.option("--root", type=click.Path(file_okay=False), help="Run root (MLMD, artifacts, serving).")(
+        f
+    )
+    return f
+
+
+def _write_report(cfg, run_summary) -> str | None:
+    """The run's HTML report (graft report); a report that cannot be written never changes the run's outcome."""
+    if run_summary is None:
+        return None
+    from graft.pipeline import report
+
+    try:
+        return str(
+            report.write_report(
+                cfg.metadata_path, run_summary.run_id, cfg.name, cfg.run_root, summary=run_summary
+            ).path
+        )
+    except Exception as e:  # noqa: BLE001
+        click.echo(f"graft: warning: could not write the run report: {type(e).__name__}: {e}", err=True)
+        return None
+
+
+def _execute(cfg, as_json: bool, quiet: bool, verbose: bool, make_report: bool = True) -> int:
+    """Run the DAG locally, print the outcome, return the exit code."""
+    import json
+
+    from graft.pipeline import local_runner, runs, summary
+
+    try:
+        result = local_runner.run_pipeline(cfg, quiet=quiet, verbose=verbose)
+    except local_runner.RunLockedError as e:
+        click.echo(f"graft: {e}", err=True)
+        return EXIT_FAILED
+    except Exception as e:  # noqa: BLE001 - every failure becomes a clear message and an exit code
+        from graft import errors
+
+        code, telling = errors.classify(e)
+        failed = None
+        with contextlib.suppress(Exception):  # no run recorded yet
+            failed = runs.summarize(cfg.metadata_path, "latest", cfg.name)
+        if code == EXIT_DATA_VALIDATION:
+            click.echo(
+                f"graft: stopped by data validation, nothing was trained or pushed.\n{telling}", err=True
+            )
+        elif code == EXIT_USAGE:
+            click.echo(f"graft: {telling}", err=True)
+        else:
+            click.echo(f"graft: the run failed, nothing was pushed: {type(e).__name__}: {e}", err=True)
+            from graft.pipeline import recovery
+
+            hint = recovery.failure_hint(e, cfg)
+            if hint:
+                click.echo(f"graft: {hint}", err=True)
+            if verbose:
+                import traceback
+
+                traceback.print_exc()
+            else:
+                click.echo("graft: rerun with -v for the full traceback.", err=True)
+        report_path = _write_report(cfg, failed) if make_report else None
+        if report_path:
+            click.echo(f"graft: what happened, in one page: {report_path}", err=True)
+        if as_json:
+            payload = failed.to_dict() if failed else {}
+            payload.update({"ok": False, "exit_code": code, "error": f"{type(e).__name__}: {e}"})
+            payload["report"] = report_path
+            click.echo(json.dumps(payload, indent=2, default=str))
+        return code
+    report_path = _write_report(cfg, result) if make_report else None
+    click.echo(summary.render(result, cfg, report_path=report_path), err=as_json)
+    if as_json:
+        payload = result.to_dict()
+        payload.update({"ok": True, "exit_code": EXIT_OK, "report": report_path})
+        click.echo(json.dumps(payload, indent=2, default=str))
+    return EXIT_OK
+
+
+@click.command()
+@click.option(
+    "--data", required=True, help="Images: class folders, pre-split tree, span-N folders, CSV or TFRecords."
+)
+@click.option(
+    "--backbone",
+    required=True,
+    help="TF Hub handle: URL, gs:// path, local SavedModel dir, or an offline name.",
+)
+@_common_run_options
+def run(data, backbone, root, config_file, overrides, no_cache, quiet, verbose, no_report, as_json):
+    """Run the whole pipeline on your images with LocalDagRunner.
+
+    Exit codes: 0 completed (pushed, or not blessed: both said plainly), 1 failed, 2 usage/config error,
+    3 stopped by data validation.
+    """
+    base = {"data.path": data, "backbone.handle": backbone}
+    if root:
+        base["root"] = root
+    if no_cache:
+        base["enable_cache"] = False
+    cfg = _load(config_file, overrides, base)
+    sys.exit(_execute(cfg, as_json, quiet, verbose, make_report=not no_report))
+
+
+@click.command()
+@_common_run_options
+def demo(root, config_file, overrides, no_cache, quiet, verbose, no_report, as_json):
+    """Run the whole pipeline on the embedded default: 5,000 real MNIST digits + ImageNet MobileNet V1, offline."""
+    from graft.pipeline import demo as demo_mod
+    from graft.pipeline.config import ConfigError
+
+    extra = list(overrides)
+    if no_cache:
+        extra.append("enable_cache=false")
+    try:
+        cfg = demo_mod.demo_config(root, extra)
+        if config_file:
+            cfg = _load(config_file, extra, {**demo_mod.DEMO_SETTINGS, **({"root": root} if root else {})})
+            cfg.data.path = cfg.data.path or str(cfg.run_root / "data" / "mnist_5k")
+    except ConfigError as e:
+        click.echo(f"graft: {e}", err=True)
+        sys.exit(EXIT_USAGE)
+    if not quiet:
+        click.echo(f"[graft] demo data: {cfg.data.path}", err=True)
+    demo_mod.write_mnist_tree(__import__("pathlib").Path(cfg.data.path))
+    sys.exit(_execute(cfg, as_json, quiet, verbose, make_report=not no_report))

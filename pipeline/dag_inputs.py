@@ -1,0 +1,111 @@
+"""What building the DAG needs to know about the data, resolved by the caller: the reads happen here, not in dag.py.
+
+``create_pipeline`` (graft.pipeline.dag) reads nothing; the local runner and the Kubeflow compile call
+:func:`resolve` first and pass the result, so each decides what may be read. ``resolve`` reads:
+
+* the data layout (graft.components.image_example_gen.layout): skipped when the config declares it (a TFRecord
+  glob, or data.format with data.use_spans=false; see ``declared_layout``);
+* the class folders, for the Evaluator's per-class metrics: skipped when data.classes is set;
+* the curated schema's text (data.schema_path, or the one Graft ships in graft.schemas), validated.
+
+So a compile with data.format, data.use_spans=false and data.classes (or a TFRecord glob) touches neither the data
+location nor the network.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+from graft.pipeline.config import ConfigError, GraftConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class DagInputs:
+    layout: Any  # graft.components.image_example_gen.layout.DataLayout
+    # The class list when known at build time (configured, or the class folders); None: unknown until the run.
+    class_names: list[str] | None
+    schema_text: str
+
+
+def declares_layout(config: GraftConfig) -> bool:
+    """Whether the config alone says the data layout (then ``resolve(config, read_data=False)`` works)."""
+    from graft.components.image_example_gen.layout import declared_layout
+
+    return declared_layout(config.data) is not None
+
+
+def resolve(config: GraftConfig, read_data: bool = True) -> DagInputs:
+    """The layout, the class list and the schema text for ``config``.
+
+    ``read_data=True`` (``graft run``): the data location is looked at (it must exist; spans, forms and class
+    folders are found). ``read_data=False`` (a compile whose config declares the layout): nothing under data.path
+    is touched; the config must declare the layout (a ConfigError says what to set) and the class list is
+    data.classes or unknown."""
+    from graft.components.image_example_gen.layout import declared_layout, detect_layout
+
+    if read_data:
+        layout = detect_layout(config.data)
+    else:
+        layout = declared_layout(config.data)
+        if layout is None:
+            raise ConfigError(
+                "config key 'data.format': building this DAG without reading the data needs the layout declared: "
+                "a TFRecord glob as data.path, or data.format=folders|tfrecord with data.use_spans=false"
+            )
+    if config.data.classes:
+        class_names = list(config.data.classes)
+    else:
+        class_names = class_names_hint(config, layout) if read_data else None
+    return DagInputs(layout=layout, class_names=class_names, schema_text=schema_text(config))
+
+
+def schema_text(config: GraftConfig) -> str:
+    """The curated schema's text: data.schema_path, or the committed one. Validated here, at build time."""
+    from graft.components import data_gate
+
+    path = config.data.schema_path or data_gate.default_schema_path()
+    try:
+        with open(os.path.expanduser(path), encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise ConfigError(f"config key 'data.schema_path': cannot read {path}: {e.strerror or e}") from None
+    try:
+        data_gate.parse_schema(text, where=path)
+    except ValueError as e:
+        raise ConfigError(f"config key 'data.schema_path': {e}") from None
+    return text
+
+
+def class_names_hint(config: GraftConfig, layout) -> list[str] | None:
+    """The class list when it is cheap to know at build time: configured, or the class folders of a folder tree
+    (newest span). TFMA needs it for per-class precision / recall and macro AUC (binarized by class id); without
+    it the Evaluator still computes accuracy, the per-label slices and the confusion matrix."""
+    if config.data.classes:
+        return list(config.data.classes)
+    from graft.components.image_example_gen import files
+    from graft.components.image_example_gen.layout import SPAN_DIR_RE
+
+    try:
+        root = layout.input_base
+        if layout.spans:
+            spans = sorted(
+                (int(m.group(1)), n) for n, d in files.list_dir(root) if d and (m := SPAN_DIR_RE.match(n))
+            )
+            root = files.join(root, spans[-1][1])
+        if layout.form == "folders":
+            names = {n for n, d in files.list_dir(root) if d}
+        elif layout.form == "presplit":
+            names = {
+                c
+                for split, d in files.list_dir(root)
+                if d
+                for c, cd in files.list_dir(files.join(root, split))
+                if cd
+            }
+        else:
+            return None
+    except Exception:  # noqa: BLE001 - a hint only; the DAG is correct without it
+        return None
+    return sorted(names) if len(names) >= 2 else None

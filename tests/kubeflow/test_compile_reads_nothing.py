@@ -1,0 +1,95 @@
+"""A compile whose config declares the data layout reads neither the data location nor the network.
+
+Building the DAG reads nothing (graft.pipeline.dag); the compile decides what to read (graft.pipeline.dag_inputs).
+Here every gs:// access through TensorFlow's filesystem layer, every directory listing of Graft's file helpers and
+every socket connection raises, so a compile that needed the data (or a credential) would fail; the last test
+shows the same guard does stop a compile that has to look.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from graft.kubeflow import compile as kfc
+from graft.pipeline.config import GraftConfig
+
+IMAGE = "us-central1-docker.pkg.dev/graft-test/graft/graft:1.0"
+
+
+class Touched(BaseException):  # noqa: N818 - BaseException: no `except Exception` in the code can swallow it
+    pass
+
+
+@pytest.fixture(scope="module")
+def backbone_info():
+    """What `graft backbone show gs://.../tiny_32 --json` prints, made from the offline tiny module (before the
+    guard: building it reads local files)."""
+    from graft.components.backbones import resolve_backbone
+
+    info = resolve_backbone("tiny").to_dict()
+    info["handle"] = "gs://graft-test/hub/tiny_32"
+    return info
+
+
+@pytest.fixture
+def no_data_access(monkeypatch):
+    import tensorflow as tf
+
+    from graft.components.image_example_gen import files
+
+    def guard(name, real):
+        def f(path, *a, **kw):
+            if str(path).startswith("gs://"):
+                raise Touched(f"{name}({path!r})")
+            return real(path, *a, **kw)
+
+        return f
+
+    for name in ("exists", "isdir", "listdir", "glob", "stat", "walk"):
+        monkeypatch.setattr(tf.io.gfile, name, guard(name, getattr(tf.io.gfile, name)))
+
+    def listing(path, *a, **kw):
+        raise Touched(f"files.list_dir({path!r})")
+
+    monkeypatch.setattr(files, "list_dir", listing)
+
+    def connect(self, address, *a, **kw):
+        raise Touched(f"socket connect {address!r}")
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket, "create_connection", lambda address, *a, **kw: connect(None, address))
+
+
+def _config(**data) -> GraftConfig:
+    cfg = GraftConfig(name="graft-nr")
+    cfg.backbone.handle = "gs://graft-test/hub/tiny_32"
+    cfg.kubeflow.pipeline_root = "gs://graft-test/pipeline_root"
+    cfg.push.serving_root = "gs://graft-test/serving"
+    for k, v in data.items():
+        setattr(cfg.data, k, v)
+    return cfg.validate()
+
+
+def test_folder_data_with_format_and_classes_compiles_without_reading_it(
+    tmp_path, backbone_info, no_data_access
+):
+    cfg = _config(path="gs://graft-test/images", format="folders", use_spans=False, classes=["cat", "dog"])
+    r = kfc.compile_pipeline(cfg, "vertex", tmp_path / "p.json", image=IMAGE, backbone_info=backbone_info)
+    text = Path(r.path).read_text()
+    assert "gs://graft-test/images" in text  # ExampleGen's input base, as declared
+    assert '\\"cat\\", \\"dog\\"' in text or '"cat", "dog"' in text  # the configured classes travel
+
+
+def test_tfrecord_glob_compiles_without_reading_it(tmp_path, backbone_info, no_data_access):
+    cfg = _config(path="gs://graft-test/examples/*.tfrecord.gz")
+    r = kfc.compile_pipeline(cfg, "kubeflow", tmp_path / "p.yaml", image=IMAGE, backbone_info=backbone_info)
+    assert "*.tfrecord.gz" in Path(r.path).read_text()
+
+
+def test_the_guard_stops_a_compile_that_must_look_at_the_data(tmp_path, backbone_info, no_data_access):
+    cfg = _config(path="gs://graft-test/images")  # data.format=auto: the layout has to be read
+    with pytest.raises(Touched):
+        kfc.compile_pipeline(cfg, "vertex", tmp_path / "p.json", image=IMAGE, backbone_info=backbone_info)
