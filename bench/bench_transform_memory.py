@@ -10,10 +10,12 @@ the parent's poll, not ``ru_maxrss``, which Linux carries over fork + exec from 
 the bench fails), plus ``VmRSS`` sampled every 0.1 s and attributed to each component by MLMD's start/end times.
 
 Row: whole-process peak at the large size / at the small one. Goal <= 1.3 (memory does not grow with the data).
-``--graft-src DIR`` measures another checkout's code (e.g. the commit before a fix: ``git archive`` it there);
-the commit measured is recorded. ``--runs`` repeats the pair (order alternating).
+``--graft-src=DIR`` measures another source tree's code, e.g. the commit before a fix
+(``git archive COMMIT | tar -x -C DIR; git rev-parse COMMIT > DIR/.commit``): the child imports graft from
+``DIR/site`` (built here: graft/ with the card folders linked in, as setuptools' package-dir maps them), and the
+commit measured is recorded either way. ``--runs`` repeats the pair (order alternating).
 
-    python -m bench bench_transform_memory [--sizes=2000,10000] [--runs=1] [--quick] [--keep DIR] [--graft-src DIR]
+    python -m bench bench_transform_memory [--sizes=2000,10000] [--runs=1] [--quick] [--keep=DIR] [--graft-src=DIR]
 """
 
 from __future__ import annotations
@@ -126,6 +128,16 @@ def _commit(src: Path) -> str:
         return marker.read_text().strip() if marker.exists() else "unknown"
 
 
+def _site(src: Path) -> Path:
+    """``src/site/graft``: ``src/graft`` plus links to the folders the import names map onto (pyproject.toml)."""
+    site = src / "site"
+    if not (site / "graft").exists():
+        shutil.copytree(src / "graft", site / "graft")
+        for sub in ("components", "pipeline", "kubeflow", "schemas"):
+            (site / "graft" / sub).symlink_to(src / sub)
+    return site
+
+
 def run_whole(data: Path, work: Path, graft_src: str | None) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     out_json = work / "child.json"
@@ -135,7 +147,7 @@ def run_whole(data: Path, work: Path, graft_src: str | None) -> dict:
         cmd += ["--set", s]
     env = common.python_env(legacy_keras=True)
     if graft_src:
-        env["PYTHONPATH"] = str(Path(graft_src) / "site") + os.pathsep + env.get("PYTHONPATH", "")
+        env["PYTHONPATH"] = str(_site(Path(graft_src))) + os.pathsep + env.get("PYTHONPATH", "")
     run = common.run_child(cmd, env=env, cwd=str(work), log_path=work / "child.log")
     if run.returncode != 0 or not out_json.exists():
         raise RuntimeError(f"the run failed (exit {run.returncode}):\n{run.stderr_tail}")

@@ -603,3 +603,16 @@ def test_presplit_tree_without_val_runs_end_to_end(tmp_path, given):
     if "test" in given:
         assert counts["test"] == {c: 6 for c in CLASSES}  # test/ exactly as given
         assert sum(counts["train"].values()) + sum(counts["val"].values()) == 3 * 20
+
+
+def test_runner_choice_picks_the_write_path():
+    """DirectRunner: shards written as they stream; any other runner: the files reshuffled, TFX's WriteSplit."""
+    from graft.components.image_example_gen.executor import is_distributed
+    from graft.pipeline import dag
+
+    assert not is_distributed([])
+    assert not is_distributed(dag.beam_pipeline_args(GraftConfig()))
+    assert not is_distributed(["--runner=DirectRunner", "--direct_running_mode=in_memory"])
+    assert is_distributed(["--runner=DataflowRunner", "--project=p"])
+    assert is_distributed(["--runner=PortableRunner", "--job_endpoint=localhost:8099"])
+    assert not is_distributed(["--runner=DataflowRunner", "--runner=DirectRunner"])  # the last one wins
