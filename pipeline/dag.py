@@ -34,6 +34,8 @@ BASELINE_RESOLVER_ID = "latest_blessed_model_resolver"
 # (or subprocesses of this interpreter), which has TFX and Graft: the package is never used. It cost 5-8 s per run
 # here and left 4 x 48 MB under /tmp per run. The flag is one TFX checks; the DirectRunner does not read it.
 DIRECT_RUNNER_DEPENDENCY_FLAG = "--sdk_container_image=graft-direct-runner-workers-run-in-process"
+# For flink / spark workers whose image is not known here (an EXTERNAL worker pool): they run Graft's image.
+PORTABLE_WORKERS_IMAGE = "graft-portable-workers-run-the-graft-image"
 _TFX_DEPENDENCY_FLAGS = (
     "--extra_package",
     "--setup_file",
@@ -44,11 +46,23 @@ _TFX_DEPENDENCY_FLAGS = (
 
 
 def beam_pipeline_args(config: GraftConfig) -> list[str]:
-    """``beam.*`` as Beam args; for the DirectRunner, plus a flag that stops TFX packaging itself per component."""
+    """``beam.*`` as Beam args, per runner; where the workers already hold TFX and Graft, plus a flag that stops
+    TFX packaging itself per component (see above).
+
+    direct: the workers are this process. flink / spark: the job server's Python workers run Graft's image
+    (``beam.portable.environment_config`` names it for DOCKER; an EXTERNAL worker pool runs it), which has TFX --
+    without the flag every Beam component would build a 48 MB TFX sdist and stage it for the workers to pip-install.
+    dataflow: ``beam.dataflow.sdk_container_image`` is that flag already.
+    """
     args = config.beam.pipeline_args()
-    direct = any(a.startswith("--direct_running_mode") for a in args)  # added for the direct runner only
-    if direct and not any(a.startswith(_TFX_DEPENDENCY_FLAGS) for a in args):
+    if any(a.startswith(_TFX_DEPENDENCY_FLAGS) for a in args):
+        return args
+    if any(a.startswith("--direct_running_mode") for a in args):  # added for the direct runner only
         args.append(DIRECT_RUNNER_DEPENDENCY_FLAG)
+    elif config.beam.runner in ("flink", "spark") and any(a == "--runner=PortableRunner" for a in args):
+        portable = config.beam.portable
+        image = portable.environment_config if portable.environment_type == "DOCKER" else ""
+        args.append(f"--sdk_container_image={image or config.kubeflow.image or PORTABLE_WORKERS_IMAGE}")
     return args
 
 

@@ -72,6 +72,8 @@ class RunSummary:
     outputs: dict[str, str] = dataclasses.field(default_factory=dict)
     # Examples per split and class, as ExampleGen counted them ({split: {class: n}}).
     example_counts: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+    # Splits a pre-split tree lacked, carved out of train/ ({split: {"from": "train", "fraction": f}}).
+    carved: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     # The Evaluator's baseline (the last blessed model before this candidate); None on a first blessing.
     baseline_model_uri: str | None = None
     baseline_metrics: dict[str, float] = dataclasses.field(default_factory=dict)
@@ -236,6 +238,7 @@ def _summarize_context(
                 _prop(a, EXAMPLES_COUNTS_PROP) or "{}"
             )
             summary.skipped_files = _read_json(str(Path(a.uri) / "skipped_files.json"), [])
+            summary.carved = report.get("carved") or {}
     if not summary.example_counts:
         summary.skipped_files = _failed_example_gen_skipped(summary, pipeline_root)
     if "TransformGraph" in summary.artifacts:

@@ -19,6 +19,12 @@ def render(s: RunSummary, cfg: GraftConfig, report_path: str | None = None) -> s
         n = s.test_metrics.get("example_count")
         if acc is not None:
             lines.append(f"[graft] test accuracy {acc:.4f}" + (f" on {int(n)} examples" if n else ""))
+    for split, c in s.carved.items():
+        lines.append(
+            f"[graft] no {split}/ folder: {split} is {100 * c['fraction']:.0f}% of {c['from']}/'s files, carved by a "
+            f"stable hash of the file path (data.{split}_fraction)"
+            + ("" if "test" in s.carved else "; test/ is used as given")
+        )
     if s.skipped_files:
         where = "listed in the report" if report_path else "`graft report` lists them"
         lines.append(f"[graft] {len(s.skipped_files)} file(s) skipped, each with its reason ({where})")

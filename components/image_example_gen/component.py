@@ -34,6 +34,9 @@ class ImageExampleGen(FileBasedExampleGen):
             "max_image_pixels": float(data.max_image_pixels),
             "data_path": data.path,
         }
+        carve = data_layout.carve(data)
+        if carve:  # only then: a val_fraction change must not re-run ExampleGen on a fully pre-split tree
+            settings["carve"] = carve
         return cls(
             input_base=data_layout.input_base,
             input_config=data_layout.input_config(),

@@ -1,22 +1,32 @@
 """Beam executor of the image ExampleGen: image files (or TFRecords) -> tf.Examples in train / val / test.
 
-One Beam pipeline per run: list the inputs (here, in the executor process: cheap, and robust to odd names), read
-and check every image in parallel (:func:`files.check_image`), split by a stable hash of ``source_path`` (TFX's own
-partition function, so the split of a file never changes when others are added), write the splits with TFX's
-``WriteSplit`` and, in the same pipeline, count examples per split and class and collect the skipped files.
+One Beam pipeline per run, in two passes over the inputs (why two: ``readers.py``):
+  list   the inputs, here in the executor process (``listing.py``: cheap, and robust to odd names);
+  check  every file in parallel (:func:`files.check_image`) -> content-hash keys + the skipped files;
+  group  the keys by hash (``duplicates.py``): one picture under two labels is quarantined, same-label copies
+         are listed;
+  read   the files again, leave out what was refused, split by a stable hash of ``source_path`` (TFX's own
+         partition function, so the split of a file never changes when others are added), and write the shards
+         as the examples stream; count examples per split and class in the same pass.
+A pre-split tree that lacks val/ (or val/ and test/) gets them carved out of train/ by the same hash, with
+``data.val_fraction`` / ``data.test_fraction`` of its files (``layout.carve_splits``); test/ is never touched.
 After the pipeline: ``data_report.json`` + ``skipped_files.json`` in the artifact, custom properties, a log line
 per skipped file, and the run stops (:class:`TooManyBadFilesError`) above ``data.max_bad_fraction``.
+
+Memory: on the in-memory DirectRunner nothing holds more than one element's image bytes at a time -- no group-by
+or reshuffle of examples (TFX's ``WriteSplit`` reshuffles the serialized examples, which that runner materialises
+whole; here shards are written as they stream, and the files are listed in a stable pseudo-random order so that
+the shards are not sorted by class). On a distributed runner (``--runner`` other than the DirectRunner) the
+listed files are reshuffled across workers and TFX's ``WriteSplit`` is used unchanged.
 """
 
 from __future__ import annotations  # noqa: I001  (import graft must stay first)
 
 import graft  # noqa: F401, I001  (legacy Keras before TensorFlow)
 
-import csv  # noqa: E402, I001
-import io
+import hashlib  # noqa: E402, I001
 import json
 import os
-import posixpath
 from typing import Any
 
 import apache_beam as beam  # noqa: E402
@@ -28,17 +38,18 @@ from tfx.types import artifact_utils, standard_component_specs  # noqa: E402
 from tfx.utils import proto_utils  # noqa: E402
 
 from graft.components import features  # noqa: E402
-from graft.components.data_errors import DataValidationError, NoImagesFoundError, TooManyBadFilesError  # noqa: E402
-from graft.components.image_example_gen import files, layout  # noqa: E402
+from graft.components.data_errors import NoImagesFoundError, TooManyBadFilesError  # noqa: E402
+from graft.components.image_example_gen import files, layout, readers  # noqa: E402
 from graft.components.image_example_gen import report as report_mod  # noqa: E402
+from graft.components.image_example_gen.duplicates import FindDuplicates  # noqa: E402
 
-# Feature names accepted in user TFRecords, first = Graft's own.
-TFRECORD_IMAGE_KEYS = (features.IMAGE_KEY, "image/encoded")
-TFRECORD_LABEL_KEYS = (features.LABEL_KEY, "image/class/text", "image/class/label")
-TFRECORD_PATH_KEYS = (features.PATH_KEY, "image/filename")
+# Re-exported: `graft schema infer` and the tests list and build examples exactly as a run does.
+from graft.components.image_example_gen.listing import csv_candidates, folder_candidates  # noqa: E402, F401
+from graft.components.image_example_gen.readers import make_example  # noqa: E402, F401
 
 _WORK_DIR = "_graft_work"
 _MAX_LOGGED = 200
+_DIRECT_RUNNERS = ("", "direct", "directrunner", "bundlebaseddirectrunner", "switchingdirectrunner")
 
 
 # ---- settings (the ExampleGen's CustomConfig: a Struct packed in an Any) --------------------------------------
@@ -63,299 +74,112 @@ def read_settings(exec_properties: dict[str, Any]) -> dict[str, Any]:
     return json_format.MessageToDict(struct)
 
 
-# ---- listing (runs in the executor process) ---------------------------------------------------------------------
-def _bad(rel: str, reason: str) -> dict[str, str]:
-    return {"path": files.display(rel), "reason": reason}
+def is_distributed(beam_args: list[str]) -> bool:
+    """Whether the Beam args pick a runner other than the (in-process) DirectRunner; the last --runner wins."""
+    runner = ""
+    for a in beam_args or []:
+        if a.startswith("--runner="):
+            runner = a.split("=", 1)[1]
+    return runner.strip().lower() not in _DIRECT_RUNNERS
 
 
-def folder_candidates(input_base: str, pattern: str) -> tuple[list[files.Candidate], list[dict], list[str]]:
-    """Class-folder pattern ('[span-N/][split/]*/*') -> (candidates, bad, ignored folders)."""
-    data_root = layout.data_root_of(pattern)
-    split_root = layout.split_root_and_class_depth(pattern)
-    base_for_rel = files.join(input_base, data_root)
-    candidates, bad, ignored = [], [], []
-    for path in files.glob_pattern(input_base, pattern):
-        rel_split = _relative(path, files.join(input_base, split_root))
-        cls, _, name = rel_split.partition("/")
-        rel = _relative(path, base_for_rel)
-        if files.is_ignored_name(cls) or files.is_ignored_name(name):
-            continue
-        problem = files.stat_problem(path)
-        if problem == "is a directory":
-            ignored.append(files.display(rel))
-            continue
-        problem = problem or files.class_name_problem(cls)
-        candidates.append(files.Candidate(path=path, rel=rel, label=cls, problem=problem or ""))
-    good = [c for c in candidates if not c.problem]
-    bad = [_bad(c.rel, c.problem) for c in candidates if c.problem]
-    return good, bad, ignored
+# ---- the passes of one input pattern ----------------------------------------------------------------------------
+def _stable_order(items: list, key) -> list:
+    """A fixed pseudo-random order (sha1 of the name): shards written as they stream are not sorted by class."""
+    return sorted(items, key=lambda it: hashlib.sha1(key(it)).digest())
 
 
-def _relative(path: str, base: str) -> str:
-    if files.is_remote(path):
-        prefix = base.rstrip("/") + "/"
-        return path[len(prefix) :] if path.startswith(prefix) else path
-    return os.path.relpath(path, base).replace(os.sep, "/")
-
-
-def csv_candidates(input_base: str, pattern: str) -> tuple[list[files.Candidate], list[dict]]:
-    """A ``path,label`` manifest -> (candidates, bad rows). Paths are relative to the CSV's folder."""
-    csv_path = files.join(input_base, pattern)
-    csv_dir = posixpath.dirname(csv_path) if files.is_remote(csv_path) else os.path.dirname(csv_path)
-    csv_name = files.display(pattern)
-    try:
-        raw = files.read_bytes(csv_path)
-    except FileNotFoundError:
-        raise NoImagesFoundError(f"the CSV manifest {files.display(csv_path)} does not exist") from None
-    except OSError as e:
-        raise DataValidationError(f"cannot read the CSV manifest {files.display(csv_path)}: {e}") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise DataValidationError(
-            f"the CSV manifest {files.display(csv_path)} is not UTF-8 text ({e}): save it as UTF-8"
-        ) from None
-    reader = csv.reader(io.StringIO(text, newline=""))
-    candidates: list[files.Candidate] = []
-    bad: list[dict] = []
-    seen: dict[str, int] = {}
-    first = True
-    for row in reader:
-        line = reader.line_num
-        if not row or all(not c.strip() for c in row):
-            continue
-        if first:
-            first = False
-            if [c.strip().lower() for c in row] == ["path", "label"]:
-                continue
-        where = f"{csv_name}:{line}"
-        if len(row) != 2:
-            bad.append(_bad(where, f"expected 2 columns 'path,label', got {len(row)}: {row!r}"))
-            continue
-        rel, label = row[0].strip(), row[1].strip()
-        if not rel:
-            bad.append(_bad(where, "empty path"))
-            continue
-        rel = rel.replace("\\", "/")
-        absolute = files.is_remote(rel) or os.path.isabs(rel)
-        full = rel if absolute else files.join(csv_dir, rel)
-        if not absolute:
-            rel = posixpath.normpath(rel)
-        key = posixpath.normpath(full) if not files.is_remote(full) else full
-        if key in seen:
-            bad.append(_bad(rel, f"listed again in line {line} of {csv_name} (first in line {seen[key]})"))
-            continue
-        seen[key] = line
-        problem = (
-            f"empty label in line {line} of {csv_name}" if not label else files.class_name_problem(label)
-        ) or files.stat_problem(full)
-        if problem:
-            bad.append(_bad(rel, problem))
-            continue
-        candidates.append(files.Candidate(path=full, rel=rel, label=label))
-    return candidates, bad
-
-
-# ---- Beam DoFns ---------------------------------------------------------------------------------------------------
-def make_example(image: bytes, label: str, source_path: bytes):
-    import tensorflow as tf
-
-    def _b(v: bytes):
-        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v]))
-
-    return tf.train.Example(
-        features=tf.train.Features(
-            feature={
-                features.IMAGE_KEY: _b(image),
-                features.LABEL_KEY: _b(label.encode("utf-8")),
-                features.PATH_KEY: _b(source_path),
-            }
+def _list_split(pipeline, n: str, settings: dict, input_base: str, pattern: str, distributed: bool):
+    """(listed inputs, listing problems) of one pattern, as PCollections."""
+    form = settings["form"]
+    ignored: list[str] = []
+    if form == "tfrecord":
+        items = _stable_order(
+            [files.to_bytes(p) for p in files.glob_pattern(input_base, pattern)], lambda p: p
         )
-    )
-
-
-class ReadImageFn(beam.DoFn):
-    """(path bytes, relative path bytes, label) -> tf.Example, or ('bad' output) {path, reason}."""
-
-    def __init__(self, max_pixels: int):
-        self._max_pixels = max_pixels
-        self._read = beam.metrics.Metrics.counter("graft_example_gen", "images_read")
-        self._skipped = beam.metrics.Metrics.counter("graft_example_gen", "images_skipped")
-
-    def process(self, item: tuple[bytes, bytes, str]):
-        # Plain tuples use Beam's fast coders (no pickled class per element); names travel as bytes because a
-        # non-UTF-8 file name (a surrogate-escaped str) cannot go through Beam's UTF-8 str coder.
-        path, rel, label = (
-            item[0].decode("utf-8", "surrogateescape"),
-            item[1].decode("utf-8", "surrogateescape"),
-            item[2],
-        )
-        data, problem = files.read_file_checked(path)
-        if problem is None:
-            problem = files.check_image(data, self._max_pixels)
-        if problem:
-            self._skipped.inc()
-            yield beam.pvalue.TaggedOutput("bad", _bad(rel, problem))
-            return
-        self._read.inc()
-        yield make_example(data, label, files.to_bytes(rel))
-
-
-def _first(feats, keys) -> tuple[str | None, Any]:
-    for k in keys:
-        if k in feats:
-            f = feats[k]
-            if f.bytes_list.value:
-                return k, f.bytes_list.value[0]
-            if f.int64_list.value:
-                return k, str(f.int64_list.value[0]).encode()
-            return k, None
-    return None, None
-
-
-def _compression(path: str) -> str:
-    lower = path.lower()
-    return (
-        "GZIP"
-        if lower.endswith(".gz") or lower.endswith(".gzip")
-        else "ZLIB"
-        if lower.endswith(".zlib")
-        else ""
-    )
-
-
-class ReadTFRecordFileFn(beam.DoFn):
-    """One TFRecord file -> tf.Examples, each checked like an image file; corrupt files or records -> 'bad'."""
-
-    def __init__(self, max_pixels: int, base: str):
-        self._max_pixels = max_pixels
-        self._base = base
-
-    def process(self, path_bytes: bytes):
-        import tensorflow as tf
-
-        path = path_bytes.decode("utf-8", "surrogateescape")  # bytes through Beam: see ReadImageFn
-        rel = _relative(path, self._base)
-        problem = files.stat_problem(path)
-        if problem:
-            yield beam.pvalue.TaggedOutput("bad", _bad(rel, problem))
-            return
-        n = 0
-        try:
-            for record in tf.data.TFRecordDataset(path_bytes, compression_type=_compression(path)):
-                n += 1
-                yield from self._record(rel, n, record.numpy())
-        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError, tf.errors.OpError) as e:
-            msg = str(getattr(e, "message", e)).splitlines()[0]
-            yield beam.pvalue.TaggedOutput(
-                "bad", _bad(rel, f"corrupt TFRecord file after {n} good records: {msg}; the rest is skipped")
-            )
-
-    def _record(self, rel: str, n: int, record: bytes):
-        import tensorflow as tf
-        from google.protobuf.message import DecodeError
-
-        where = f"{rel}#{n}"
-        try:
-            ex = tf.train.Example.FromString(record)
-        except DecodeError:
-            yield beam.pvalue.TaggedOutput("bad", _bad(where, "the record is not a serialized tf.Example"))
-            return
-        feats = ex.features.feature
-        _, image = _first(feats, TFRECORD_IMAGE_KEYS)
-        _, label = _first(feats, TFRECORD_LABEL_KEYS)
-        _, source = _first(feats, TFRECORD_PATH_KEYS)
-        if source:
-            where = source.decode("utf-8", "backslashreplace")
-        problem = None
-        if image is None:
-            problem = f"no image: the record has no bytes feature {' / '.join(TFRECORD_IMAGE_KEYS)}"
-        elif label is None:
-            problem = f"no label: the record has no feature {' / '.join(TFRECORD_LABEL_KEYS)}"
+        listed_bad: list[dict] = []
+    else:
+        if form == "csv":
+            candidates, listed_bad = csv_candidates(input_base, pattern)
         else:
-            try:
-                label = label.decode("utf-8")
-            except UnicodeDecodeError:
-                problem = "the label is not valid UTF-8"
-            problem = problem or files.class_name_problem(label) or files.check_image(image, self._max_pixels)
-        if problem:
-            yield beam.pvalue.TaggedOutput("bad", _bad(where, problem))
-            return
-        yield make_example(image, label, source or b"sha256:" + files.sha256_hex(image).encode())
+            candidates, listed_bad, ignored = folder_candidates(input_base, pattern)
+        items = _stable_order(
+            [(files.to_bytes(c.path), files.to_bytes(c.rel), c.label) for c in candidates], lambda it: it[1]
+        )
+    if ignored:
+        logging.warning(
+            "Ignored %d folder(s) inside class folders of split %s (images must sit directly in a class folder): %s",
+            len(ignored),
+            n,
+            ", ".join(ignored[:10]),
+        )
+    listed = pipeline | f"List[{n}]" >> beam.Create(items, reshuffle=distributed)
+    if distributed:
+        listed = listed | f"ReshuffleFiles[{n}]" >> beam.Reshuffle()
+    return listed, pipeline | f"ListingProblems[{n}]" >> beam.Create(listed_bad)
 
 
-def _label_of(example) -> str:
-    return example.features.feature[features.LABEL_KEY].bytes_list.value[0].decode("utf-8")
+def _record_base(input_base: str, pattern: str) -> str:
+    return files.join(input_base, layout.data_root_of(pattern))
 
 
-# ---- the same picture twice ---------------------------------------------------------------------------------------
-def _content_key(example) -> tuple[str, tuple[bytes, str]]:
-    feats = example.features.feature
-    image = feats[features.IMAGE_KEY].bytes_list.value[0]
-    return files.sha256_hex(image), (feats[features.PATH_KEY].bytes_list.value[0], _label_of(example))
+def _check(listed, n: str, settings: dict, input_base: str, pattern: str):
+    """Pass 1 -> (keys (sha256, (source_path, label)), bad entries, keys pass 2 must drop)."""
+    max_pixels = int(settings["max_image_pixels"])
+    if settings["form"] == "tfrecord":
+        fn = readers.CheckTFRecordFileFn(max_pixels, _record_base(input_base, pattern))
+    else:
+        fn = readers.CheckImageFn(max_pixels)
+    out = listed | f"Check[{n}]" >> beam.ParDo(fn).with_outputs(readers.BAD, readers.DROP, main="keys")
+    return out.keys, out[readers.BAD], out[readers.DROP]
 
 
-def _duplicate_group(item):
-    """(sha256, [(path, label), ...]) -> one report entry when the same bytes were read more than once."""
-    sha, copies = item
-    copies = sorted(set(copies))
-    if len(copies) > 1:
-        yield {
-            "sha256": sha,
-            "labels": sorted({label for _, label in copies}),
-            "paths": [files.display(p) for p, _ in copies],
-            "_copies": copies,
-        }
+def _read(listed, n: str, settings: dict, input_base: str, pattern: str, drop):
+    """Pass 2 -> (tf.Examples of the files not in ``drop``, files that vanished between the passes)."""
+    if settings["form"] == "tfrecord":
+        fn = readers.ReadTFRecordFileFn(int(settings["max_image_pixels"]), _record_base(input_base, pattern))
+    else:
+        fn = readers.ReadImageFn()
+    out = listed | f"Read[{n}]" >> beam.ParDo(fn, drop=drop).with_outputs(readers.BAD, main="examples")
+    return out.examples, out[readers.BAD]
 
 
-def _conflict_reasons(group: dict):
-    """A group of identical files under more than one label: every copy is quarantined, with the others named."""
-    if len(group["labels"]) < 2:
+def _partition(pcoll, label: str, split_config: example_gen_pb2.SplitConfig) -> list:
+    """TFX's own hash split on ``split_config.partition_feature_name`` (source_path), kept identical."""
+    buckets, total = [], 0
+    for s in split_config.splits:
+        total += s.hash_buckets
+        buckets.append(total)
+    parts = pcoll | label >> beam.Partition(
+        base_example_gen_executor._PartitionFn,  # noqa: SLF001 - TFX's own hash split, kept identical
+        len(buckets),
+        buckets,
+        split_config,
+    )
+    return [parts[i] for i in range(len(buckets))]
+
+
+def _write(pcoll, name: str, uri: str, exec_properties: dict, distributed: bool) -> None:
+    """Shards as the examples stream (DirectRunner), or TFX's WriteSplit (it reshuffles; fine when distributed)."""
+    parquet = (
+        exec_properties.get(standard_component_specs.OUTPUT_DATA_FORMAT_KEY)
+        == example_gen_pb2.PayloadFormat.FORMAT_PARQUET
+    )
+    if distributed or parquet:
+        _ = pcoll | f"WriteSplit[{name}]" >> write_split.WriteSplit(  # pylint: disable=no-value-for-parameter
+            uri,
+            exec_properties.get(
+                standard_component_specs.OUTPUT_FILE_FORMAT_KEY, example_gen_pb2.FILE_FORMAT_UNSPECIFIED
+            ),
+            exec_properties,
+        )
         return
-    copies = group["_copies"]
-    for path, label in copies:
-        others = [f"'{files.display(p)}' (label '{lab}')" for p, lab in copies if p != path][:3]
-        more = len(copies) - 1 - len(others)
-        yield (
-            path,
-            f"the same image (sha256 {group['sha256'][:12]}) is also {', '.join(others)}"
-            + (f" and {more} more" if more > 0 else "")
-            + f", but here it is labelled '{label}': one picture under {len(group['labels'])} labels is quarantined "
-            "(every copy). Keep it under the right label only",
-        )
-
-
-def _public_group(group: dict) -> dict:
-    return {k: v for k, v in group.items() if not k.startswith("_")}
-
-
-def quarantine_conflicting_duplicates(named: dict):
-    """{name: examples} -> ({name: examples without conflicting duplicates}, bad entries, duplicate groups).
-
-    Identical image bytes under two or more labels are label noise that no threshold can see: every copy goes to
-    the skipped list (counted against data.max_bad_fraction). Identical bytes under one label are kept and only
-    reported (data_report.json 'duplicates', and a warning): they may sit in different splits.
-    """
-    groups = (
-        [pcoll | f"ContentKey[{n}]" >> beam.Map(_content_key) for n, pcoll in named.items()]
-        | "AllContentKeys" >> beam.Flatten()
-        | "GroupByContent" >> beam.GroupByKey()
-        | "DuplicateGroups" >> beam.FlatMap(_duplicate_group)
+    _ = (
+        pcoll
+        | f"Serialize[{name}]" >> beam.ParDo(write_split.MaybeSerialize())
+        | f"Write[{name}]"
+        >> beam.io.WriteToTFRecord(os.path.join(uri, write_split.DEFAULT_FILE_NAME), file_name_suffix=".gz")
     )
-    conflicts = groups | "ConflictReasons" >> beam.FlatMap(_conflict_reasons)
-    drop = beam.pvalue.AsDict(conflicts)
-    kept = {
-        n: pcoll
-        | f"DropConflicts[{n}]"
-        >> beam.Filter(
-            lambda ex, d: ex.features.feature[features.PATH_KEY].bytes_list.value[0] not in d, d=drop
-        )
-        for n, pcoll in named.items()
-    }
-    bad = conflicts | "ConflictsToBad" >> beam.Map(
-        lambda kv: _bad(kv[0].decode("utf-8", "surrogateescape"), kv[1])
-    )
-    return kept, bad, groups | "PublicGroups" >> beam.Map(_public_group)
 
 
 class _WriteJson(beam.DoFn):
@@ -366,59 +190,31 @@ class _WriteJson(beam.DoFn):
         report_mod.write_json(self._path, value)
 
 
-@beam.ptransform_fn
-def _ReadSplit(pipeline, settings: dict, input_base: str, pattern: str, split: str):  # noqa: N802
-    """(examples, bad) PCollections for one input pattern; listing problems are added to ``bad``."""
-    form = settings["form"]
-    max_pixels = int(settings["max_image_pixels"])
-    ignored: list[str] = []
-    if form == "tfrecord":
-        paths = files.glob_pattern(input_base, pattern)
-        base = files.join(input_base, layout.data_root_of(pattern))
-        outputs = (
-            pipeline
-            | "ListRecords" >> beam.Create([files.to_bytes(p) for p in paths])
-            | "ReshuffleFiles" >> beam.Reshuffle()
-            | "ReadRecords"
-            >> beam.ParDo(ReadTFRecordFileFn(max_pixels, base)).with_outputs("bad", main="examples")
-        )
-        listed_bad: list[dict] = []
-    else:
-        if form == "csv":
-            candidates, listed_bad = csv_candidates(input_base, pattern)
-        else:
-            candidates, listed_bad, ignored = folder_candidates(input_base, pattern)
-        outputs = (
-            pipeline
-            | "ListImages"
-            >> beam.Create([(files.to_bytes(c.path), files.to_bytes(c.rel), c.label) for c in candidates])
-            | "Reshuffle" >> beam.Reshuffle()
-            | "ReadImages" >> beam.ParDo(ReadImageFn(max_pixels)).with_outputs("bad", main="examples")
-        )
-    if ignored:
-        logging.warning(
-            "Ignored %d folder(s) inside class folders of split %s (images must sit directly in a class folder): %s",
-            len(ignored),
-            split,
-            ", ".join(ignored[:10]),
-        )
-    bad = (outputs.bad, pipeline | "ListingProblems" >> beam.Create(listed_bad)) | "AllBad" >> beam.Flatten()
-    return outputs.examples, bad
+def _to_list_file(pcolls, n: str, path: str) -> None:
+    _ = (
+        pcolls
+        | f"Flatten{n}" >> beam.Flatten()
+        | f"{n}ToList" >> beam.combiners.ToList()
+        | f"Write{n}" >> beam.ParDo(_WriteJson(path))
+    )
 
 
 class Executor(base_example_gen_executor.BaseExampleGenExecutor):
     """The image ExampleGen's executor (see the module docstring)."""
 
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:  # noqa: N802 (TFX API)
-        """For TFX's generic ``GenerateExamplesByBeam``: the good examples of one split pattern."""
+        """For TFX's generic ``GenerateExamplesByBeam``: the good examples of one split pattern (no duplicate
+        quarantine: that needs every split; :meth:`Do` does it)."""
+        distributed = is_distributed(self._beam_pipeline_args)
 
         @beam.ptransform_fn
         def _ImagesToExample(pipeline, exec_properties, split_pattern):  # noqa: N802
             settings = read_settings(exec_properties)
-            examples, _ = pipeline | "Read" >> _ReadSplit(  # pylint: disable=no-value-for-parameter
-                settings, exec_properties[standard_component_specs.INPUT_BASE_KEY], split_pattern, "all"
-            )
-            return examples
+            base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
+            listed, _ = _list_split(pipeline, "all", settings, base, split_pattern, distributed)
+            _, _, drop = _check(listed, "all", settings, base, split_pattern)
+            drop = beam.pvalue.AsDict(drop | "DropKeys" >> beam.Map(lambda k: (k, None)))
+            return _read(listed, "all", settings, base, split_pattern, drop)[0]
 
         return _ImagesToExample
 
@@ -431,92 +227,98 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         proto_utils.json_to_proto(exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY], output_config)
         input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
         span = exec_properties.get(utils.SPAN_PROPERTY_NAME)
+        distributed = is_distributed(self._beam_pipeline_args)
+        # [[split, hash buckets], ...] of train/ when a pre-split tree lacks val/ (and test/): carved out of train.
+        carve = [(str(name), int(b)) for name, b in settings.get("carve") or []]
 
         examples_list = output_dict[standard_component_specs.EXAMPLES_KEY]
         artifact = artifact_utils.get_single_instance(examples_list)
         split_names = utils.generate_output_split_names(input_config, output_config)
+        split_names += [name for name, _ in carve if name not in split_names]
+        split_names = [s for s in features.SPLITS if s in split_names] + [
+            s for s in split_names if s not in features.SPLITS
+        ]
         artifact.split_names = artifact_utils.encode_split_names(split_names)
         work = os.path.join(artifact.uri, _WORK_DIR)
         _makedirs(work)
-        counts_path = os.path.join(work, "counts.json")
-        bad_path = os.path.join(work, "bad.json")
-        duplicates_path = os.path.join(work, "duplicates.json")
+        paths = {k: os.path.join(work, f"{k}.json") for k in ("counts", "bad", "duplicates")}
         logging.info(
-            "Reading %s data from %s with patterns %s",
+            "Reading %s data from %s with patterns %s%s",
             settings["form"],
             input_base,
             list(input_config.splits),
+            f"; carving {', '.join(n for n, _ in carve if n != features.TRAIN_SPLIT)} out of train"
+            if carve
+            else "",
         )
 
         pipeline = self._make_beam_pipeline()
-        splits: dict[str, Any] = {}
-        bads = []
         if output_config.split_config.splits:
             if len(input_config.splits) != 1:
                 raise ValueError("output splits need exactly one input split")
-            buckets = []
-            total = 0
-            for s in output_config.split_config.splits:
-                total += s.hash_buckets
-                buckets.append(total)
-            examples, bad = pipeline | "Read" >> _ReadSplit(  # pylint: disable=no-value-for-parameter
-                settings, input_base, input_config.splits[0].pattern, "all"
-            )
-            kept, dup_bad, dup_groups = quarantine_conflicting_duplicates({"all": examples})
-            parts = kept["all"] | "SplitByPathHash" >> beam.Partition(
-                base_example_gen_executor._PartitionFn,  # noqa: SLF001 - TFX's own hash split, kept identical
-                len(buckets),
-                buckets,
-                output_config.split_config,
-            )
-            splits = {name: parts[i] for i, name in enumerate(split_names)}
-            bads.append(bad)
+            patterns = {"all": input_config.splits[0].pattern}
         else:
-            for s in input_config.splits:
-                examples, bad = pipeline | f"Read[{s.name}]" >> _ReadSplit(  # pylint: disable=no-value-for-parameter
-                    settings, input_base, s.pattern, s.name
-                )
-                splits[s.name] = examples
-                bads.append(bad)
-            splits, dup_bad, dup_groups = quarantine_conflicting_duplicates(splits)
+            patterns = {s.name: s.pattern for s in input_config.splits}
+        listed, bads, keys, drops = {}, [], [], []
+        for n, pattern in patterns.items():
+            listed[n], listing_bad = _list_split(pipeline, n, settings, input_base, pattern, distributed)
+            k, bad, drop = _check(listed[n], n, settings, input_base, pattern)
+            bads += [listing_bad, bad]
+            keys.append(k)
+            drops.append(drop)
+        conflicts, dup_bad, dup_groups = keys | "AllContentKeys" >> beam.Flatten() | FindDuplicates()
+        drop = beam.pvalue.AsDict(
+            [conflicts, *drops]
+            | "AllDropKeys" >> beam.Flatten()
+            | "DropKeys" >> beam.Map(lambda k: (k, None))
+        )
+        examples = {}
+        for n, pattern in patterns.items():
+            examples[n], vanished = _read(listed[n], n, settings, input_base, pattern, drop)
+            bads.append(vanished)
         bads.append(dup_bad)
-        _ = (
-            dup_groups
-            | "DuplicatesToList" >> beam.combiners.ToList()
-            | "WriteDuplicates" >> beam.ParDo(_WriteJson(duplicates_path))
-        )
 
-        output_file_format = exec_properties.get(
-            standard_component_specs.OUTPUT_FILE_FORMAT_KEY, example_gen_pb2.FILE_FORMAT_UNSPECIFIED
-        )
+        if output_config.split_config.splits:
+            parts = _partition(examples["all"], "SplitByPathHash", output_config.split_config)
+            splits = dict(zip(split_names, parts, strict=True))
+        else:
+            splits = dict(examples)
+        if carve:
+            carve_config = example_gen_pb2.SplitConfig(
+                splits=[example_gen_pb2.SplitConfig.Split(name=n, hash_buckets=b) for n, b in carve],
+                partition_feature_name=features.PATH_KEY,
+            )
+            parts = _partition(splits[features.TRAIN_SPLIT], "CarveTrainByPathHash", carve_config)
+            splits.update({name: parts[i] for i, (name, _) in enumerate(carve)})
+
         keyed = []
         for name, pcoll in splits.items():
-            _ = pcoll | f"WriteSplit[{name}]" >> write_split.WriteSplit(  # pylint: disable=no-value-for-parameter
-                artifact_utils.get_split_uri(examples_list, name), output_file_format, exec_properties
+            _write(
+                pcoll, name, artifact_utils.get_split_uri(examples_list, name), exec_properties, distributed
             )
-            keyed.append(pcoll | f"Key[{name}]" >> beam.Map(lambda ex, n=name: (n, _label_of(ex))))
+            keyed.append(pcoll | f"Key[{name}]" >> beam.Map(lambda ex, n=name: (n, readers.label_of(ex))))
         _ = (
             keyed
             | "AllKeys" >> beam.Flatten()
             | "CountPerSplitClass" >> beam.combiners.Count.PerElement()
             | "CountsToList" >> beam.combiners.ToList()
-            | "WriteCounts" >> beam.ParDo(_WriteJson(counts_path))
+            | "WriteCounts" >> beam.ParDo(_WriteJson(paths["counts"]))
         )
-        _ = (
-            bads
-            | "FlattenBad" >> beam.Flatten()
-            | "BadToList" >> beam.combiners.ToList()
-            | "WriteBad" >> beam.ParDo(_WriteJson(bad_path))
-        )
+        _to_list_file(bads, "Bad", paths["bad"])
+        _to_list_file([dup_groups], "Duplicates", paths["duplicates"])
         pipeline.run().wait_until_finish()
 
-        counts_raw = report_mod._read_json(counts_path)  # noqa: SLF001
-        skipped = sorted(report_mod._read_json(bad_path), key=lambda b: (b["path"], b["reason"]))  # noqa: SLF001
-        duplicates = sorted(report_mod._read_json(duplicates_path), key=lambda g: g["paths"])  # noqa: SLF001
+        counts_raw = report_mod._read_json(paths["counts"])  # noqa: SLF001
+        skipped = sorted(report_mod._read_json(paths["bad"]), key=lambda b: (b["path"], b["reason"]))  # noqa: SLF001
+        duplicates = sorted(report_mod._read_json(paths["duplicates"]), key=lambda g: g["paths"])  # noqa: SLF001
         _rmtree(work)
-        self._finish(artifact, settings, input_base, span, split_names, counts_raw, skipped, duplicates)
+        carved = _carved_summary(carve)
+        self._finish(
+            artifact, settings, input_base, span, split_names, counts_raw, skipped, duplicates, carved
+        )
 
         output_payload_format = exec_properties.get(standard_component_specs.OUTPUT_DATA_FORMAT_KEY)
+        output_file_format = exec_properties.get(standard_component_specs.OUTPUT_FILE_FORMAT_KEY)
         if output_payload_format:
             from tfx.components.util import examples_utils
 
@@ -528,7 +330,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
 
     @staticmethod
     def _finish(
-        artifact, settings, input_base, span, split_names, counts_raw, skipped, duplicates=()
+        artifact, settings, input_base, span, split_names, counts_raw, skipped, duplicates=(), carved=None
     ) -> dict:
         counts: dict[str, dict[str, int]] = {s: {} for s in split_names}
         for (split, label), n in counts_raw:
@@ -553,6 +355,9 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
             # Identical image bytes read more than once: [{sha256, labels, paths}]. Groups with two or more labels
             # were quarantined (they are in the skipped list); one-label groups were kept (possible split leakage).
             "duplicates": list(duplicates),
+            # Splits a pre-split tree lacked, carved out of train/ by the hash of source_path:
+            # {split: {"from": "train", "fraction": share of train/'s files}}; {} when every split was given.
+            "carved": dict(carved or {}),
         }
         max_bad = float(settings["max_bad_fraction"])
         failing = num_examples == 0 or bad_fraction > max_bad
@@ -571,6 +376,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         artifact.set_string_custom_property(report_mod.PROP_COUNTS, json.dumps(counts, sort_keys=True))
         artifact.set_int_custom_property(report_mod.PROP_NUM_EXAMPLES, num_examples)
         artifact.set_int_custom_property(report_mod.PROP_NUM_SKIPPED, len(skipped))
+        artifact.set_string_custom_property(report_mod.PROP_CARVED, json.dumps(rep["carved"], sort_keys=True))
 
         for b in skipped[:_MAX_LOGGED]:
             logging.warning("Skipped %s: %s", b["path"], b["reason"])
@@ -579,6 +385,16 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
                 "The same image is in %d files (kept; copies may land in different splits): %s",
                 len(g["paths"]),
                 ", ".join(g["paths"][:5]),
+            )
+        for name, c in rep["carved"].items():
+            logging.info(
+                "ExampleGen: the data has no %s/ folder: %s is %.0f%% of train/'s files, carved by a stable hash of "
+                "source_path (data.%s_fraction)%s",
+                name,
+                name,
+                100 * c["fraction"],
+                name,
+                "" if "test" in rep["carved"] else "; test/ is used as given",
             )
         if len(skipped) > _MAX_LOGGED:
             logging.warning(
@@ -612,6 +428,15 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
                 "data.max_bad_fraction to train on the rest."
             )
         return rep
+
+
+def _carved_summary(carve: list[tuple[str, int]]) -> dict:
+    total = sum(b for _, b in carve)
+    return {
+        name: {"from": features.TRAIN_SPLIT, "fraction": round(b / total, 6)}
+        for name, b in carve
+        if name != features.TRAIN_SPLIT
+    }
 
 
 def _first_reasons(skipped: list[dict], n: int = 10) -> str:

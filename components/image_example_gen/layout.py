@@ -8,7 +8,8 @@ same patterns back, resolved to the newest span by the ExampleGen driver, so the
 Forms (``data.format``; 'auto' detects them in this order):
   csv       a CSV manifest ``path,label`` (paths relative to the CSV), or a folder holding exactly one .csv file
   tfrecord  TFRecord files of tf.Examples (a file, a glob, or a folder of ``*.tfrecord*`` files)
-  presplit  ``root/{train,val,test}/<class>/<image>`` (also ``validation``/``valid``/``dev``, ``testing``)
+  presplit  ``root/{train,val,test}/<class>/<image>`` (also ``validation``/``valid``/``dev``, ``testing``);
+            a missing val/ (or val/ and test/) is carved out of train/ by the same hash (:meth:`DataLayout.carve`)
   folders   ``root/<class>/<image>``
 Any of them may sit in ``root/span-<N>/``: the newest span is read (TFX span semantics), when ``data.use_spans``.
 """
@@ -77,6 +78,25 @@ class DataLayout:
         return example_gen_pb2.Input(
             splits=[example_gen_pb2.Input.Split(name=n, pattern=p) for n, p in self.patterns.items()]
         )
+
+    def carve(self, data: DataConfig) -> list[list]:
+        """[[split, hash buckets], ...] partitioning train/ when a pre-split tree lacks val/ and/or test/; [] else.
+
+        The knobs are the ones a class-folder tree uses, with the same meaning -- the share of the files Graft
+        splits itself: a tree with train/ only is split data.train/val/test_fraction (80/10/10) like a folder
+        tree; with train/ and test/, val is data.val_fraction of train/ (10 %) and train keeps the rest (with
+        train/ and val/, test is data.test_fraction of train/). Same stable hash of source_path as every split.
+        """
+        if not self.presplit:
+            return []
+        missing = [s for s in features.SPLITS if s not in self.patterns]
+        if not missing:
+            return []
+        buckets = hash_buckets(data)
+        if len(missing) == 2:
+            return [[s, buckets[s]] for s in features.SPLITS]
+        carved = buckets[missing[0]]
+        return [[features.TRAIN_SPLIT, BUCKET_RESOLUTION - carved], [missing[0], carved]]
 
     def output_config(self, data: DataConfig):
         """Hash split on ``source_path`` for single-split forms; a pre-split tree keeps its splits."""
@@ -176,8 +196,13 @@ def _csv_has_header(path: str) -> bool:
 
 
 def _presplit_patterns(split_dirs: dict[str, str]) -> dict[str, str]:
-    # Every split gets a pattern, even a missing folder: the gate then says which split is empty.
-    return {s: f"{split_dirs.get(s, SPLIT_DIR_NAMES[s][0])}/*/*" for s in features.SPLITS}
+    # train always gets a pattern (an explicit data.format=presplit without it: the gate says train is empty);
+    # a missing val/ or test/ is carved out of train (DataLayout.carve).
+    return {
+        s: f"{split_dirs.get(s, SPLIT_DIR_NAMES[s][0])}/*/*"
+        for s in features.SPLITS
+        if s in split_dirs or s == features.TRAIN_SPLIT
+    }
 
 
 def _patterns_for(form: str, root: str) -> dict[str, str]:

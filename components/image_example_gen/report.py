@@ -2,14 +2,15 @@
 
 ``<examples.uri>/data_report.json``:
   form, data_path, span, num_files (files or records looked at), num_examples, num_skipped, bad_fraction,
-  classes (sorted class names found), counts {split: {class: n}}, num_ignored_folders
+  classes (sorted class names found), counts {split: {class: n}}, duplicates [{sha256, labels, paths}],
+  carved {split: {"from": "train", "fraction": f}} (splits a pre-split tree lacked, carved out of train/)
 ``<examples.uri>/skipped_files.json``: [{"path": <relative path>, "reason": <plain words>}, ...] sorted by path.
 When the run stops on bad files, TFX deletes the failed execution's outputs, so the list is also kept at
 ``<pipeline_root>/<ExampleGen id>/skipped_files/<execution id>.json`` (the error message names it).
 
-The same summary is on the Examples artifact as custom properties (``graft_classes``, ``graft_counts`` as JSON
-strings; ``graft_num_examples``, ``graft_num_skipped`` as ints) for MLMD queries and the run report; the files are
-the source of truth (they travel with the artifact on any orchestrator).
+The same summary is on the Examples artifact as custom properties (``graft_classes``, ``graft_counts``,
+``graft_carved`` as JSON strings; ``graft_num_examples``, ``graft_num_skipped`` as ints) for MLMD queries and the
+run report; the files are the source of truth (they travel with the artifact on any orchestrator).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ PROP_CLASSES = "graft_classes"
 PROP_COUNTS = "graft_counts"
 PROP_NUM_EXAMPLES = "graft_num_examples"
 PROP_NUM_SKIPPED = "graft_num_skipped"
+PROP_CARVED = "graft_carved"
 
 
 def _read_json(path: str):

@@ -60,6 +60,14 @@ class DataSections:
                     + (f", span {esc(report.get('span'))}" if report.get("span") else "")
                     + ").</p>"
                 )
+                for split, c in (report.get("carved") or {}).items():
+                    intro += (
+                        f"<p data-key='carved/{esc(split)}'>The data has no {esc(split)}/ folder: {esc(split)} is "
+                        f"{100 * c['fraction']:.0f}% of {esc(c['from'])}/'s files, carved by a stable hash of the "
+                        f"file path (data.{esc(split)}_fraction)"
+                        + ("" if "test" in report["carved"] else "; test/ is used as given")
+                        + ".</p>"
+                    )
             parts.append("<h3>Examples per split and class</h3>" + intro)
             parts.append(_table(["class", *splits, "total"], rows, raw=True))
             if self.classes:

@@ -510,3 +510,109 @@ def test_example_gen_reruns_are_cached(tmp_path):
     shutil.copy(data / "cat" / "000.png", data / "cat" / "copy.png")
     uri3, _, rep = run_example_gen(cfg)
     assert uri3 != uri1 and rep["num_examples"] == 13
+
+
+# ---- splits the way data comes: a pre-split tree without val/ (or val/ and test/) ------------------------------------
+def test_layout_carves_the_splits_a_presplit_tree_lacks(tmp_path):
+    data = DataConfig()
+    both = tmp_path / "both"
+    for s in ("train", "test"):
+        make_tree(both / s, per_class=1)
+    lay = layout.detect_layout(DataConfig(path=str(both)))
+    assert lay.patterns == {"train": "train/*/*", "test": "test/*/*"}
+    assert lay.carve(data) == [["train", 900], ["val", 100]]  # data.val_fraction of train/
+    only = tmp_path / "only"
+    make_tree(only / "train", per_class=1)
+    lay = layout.detect_layout(DataConfig(path=str(only)))
+    assert lay.patterns == {"train": "train/*/*"}
+    assert lay.carve(data) == [["train", 800], ["val", 100], ["test", 100]]  # like a class-folder tree
+    data.train_fraction, data.val_fraction = 0.7, 0.2
+    assert layout.detect_layout(DataConfig(path=str(both))).carve(data) == [["train", 800], ["val", 200]]
+    full = tmp_path / "full"
+    for s in ("train", "val", "test"):
+        make_tree(full / s, per_class=1)
+    assert layout.detect_layout(DataConfig(path=str(full))).carve(data) == []
+
+
+def _train_test_tree(data: Path, train: int = 20, test: int = 5, start: int = 0) -> None:
+    make_tree(data / "train", per_class=train, seed0=1000 + start, start=start)
+    make_tree(data / "test", per_class=test, seed0=5000 + start, start=start)
+
+
+def test_train_test_tree_gets_val_carved_out_of_train(tmp_path):
+    data = tmp_path / "data"
+    _train_test_tree(data)
+    uri, props, rep = run_example_gen(_config(tmp_path, data))
+    assert rep["form"] == "presplit"
+    assert rep["carved"] == {"val": {"from": "train", "fraction": 0.1}}
+    assert json.loads(props[report_mod.PROP_CARVED]) == rep["carved"]
+    given_test = {f"test/{c}/{i:03d}.png".encode() for c in CLASSES for i in range(5)}
+    splits = split_of_paths(uri)
+    assert {p for p, s in splits.items() if s == "test"} == given_test  # test/ untouched
+    val = {p for p, s in splits.items() if s == "val"}
+    assert val and not val & given_test and all(p.startswith(b"train/") for p in val)
+    for p, s in splits.items():
+        if p.startswith(b"train/"):
+            assert s == expected_split(p, buckets=(900, 100, 0)), p
+    assert sum(rep["counts"]["train"].values()) + len(val) == 3 * 20
+
+
+def test_train_only_tree_gets_val_and_test_carved(tmp_path):
+    data = tmp_path / "data"
+    make_tree(data / "train", per_class=20)
+    uri, _, rep = run_example_gen(_config(tmp_path, data))
+    assert set(rep["carved"]) == {"val", "test"}
+    assert rep["carved"]["test"] == {"from": "train", "fraction": 0.1}
+    splits = split_of_paths(uri)
+    assert len(splits) == 60 and all(p.startswith(b"train/") for p in splits)
+    assert {s for s in splits.values()} == {"train", "val", "test"}
+    assert all(s == expected_split(p) for p, s in splits.items())
+
+
+def test_carved_splits_are_stable_when_files_are_added(tmp_path):
+    data = tmp_path / "data"
+    _train_test_tree(data)
+    cfg = _config(tmp_path, data)
+    uri1, _, _ = run_example_gen(cfg)
+    before = split_of_paths(uri1)
+    _train_test_tree(data, train=20, test=5, start=20)  # more train and test files, new names and pixels
+    uri2, _, rep2 = run_example_gen(cfg)
+    assert uri2 != uri1 and rep2["num_examples"] == 2 * 3 * 25
+    after = split_of_paths(uri2)
+    assert not {p: (before[p], after[p]) for p in before if after[p] != before[p]}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("given", [("train", "test"), ("train",)], ids=["train+test", "train-only"])
+def test_presplit_tree_without_val_runs_end_to_end(tmp_path, given):
+    """The real DAG through `graft run` on a tree as datasets ship: val (and test) carved, the run completes."""
+    from test_e2e import graft_run
+
+    data = tmp_path / "data"
+    for s in given:
+        make_tree(data / s, per_class=20 if s == "train" else 6, seed0={"train": 0, "test": 5000}[s])
+    code, payload, err = graft_run(data, tmp_path / "runs")
+    assert code == 0, err[-4000:]
+    states = {e["node_id"]: e["state"] for e in payload["executions"]}
+    assert all(states[c] == "COMPLETE" for c in ("ImageExampleGen", "Transform", "Trainer", "Evaluator")), (
+        states
+    )
+    counts = payload["example_counts"]
+    assert set(counts) == {"train", "val", "test"} and all(sum(counts[s].values()) for s in counts)
+    assert set(payload["carved"]) == ({"val"} if "test" in given else {"val", "test"})
+    if "test" in given:
+        assert counts["test"] == {c: 6 for c in CLASSES}  # test/ exactly as given
+        assert sum(counts["train"].values()) + sum(counts["val"].values()) == 3 * 20
+
+
+def test_runner_choice_picks_the_write_path():
+    """DirectRunner: shards written as they stream; any other runner: the files reshuffled, TFX's WriteSplit."""
+    from graft.components.image_example_gen.executor import is_distributed
+    from graft.pipeline import dag
+
+    assert not is_distributed([])
+    assert not is_distributed(dag.beam_pipeline_args(GraftConfig()))
+    assert not is_distributed(["--runner=DirectRunner", "--direct_running_mode=in_memory"])
+    assert is_distributed(["--runner=DataflowRunner", "--project=p"])
+    assert is_distributed(["--runner=PortableRunner", "--job_endpoint=localhost:8099"])
+    assert not is_distributed(["--runner=DataflowRunner", "--runner=DirectRunner"])  # the last one wins

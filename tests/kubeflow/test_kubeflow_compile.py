@@ -259,6 +259,7 @@ def test_flink_portable_runner_args(tmp_path, backbone_info):
         "--job_endpoint=flink-jobserver.kubeflow:8099",
         "--environment_type=EXTERNAL",
         "--environment_config=localhost:50000",
+        f"--sdk_container_image={IMAGE}",  # the workers run Graft's image: TFX need not package itself
     ]
 
 
