@@ -31,7 +31,6 @@ MAX_LINES = 500
 PENDING_SPLIT = {
     "components/trainer.py",
     "components/backbones.py",
-    "components/image_example_gen/executor.py",
 }
 
 

@@ -17,7 +17,7 @@ from graft.kubeflow import spec as kspec
 from graft.pipeline import dag
 from graft.pipeline.config import load_config
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 BEAM_TASKS = ("ImageExampleGen", "StatisticsGen", "Transform", "Evaluator")
 HERMETIC_DATA = "data.path=gs://my-bucket/examples/*.tfrecord.gz"
 EXPECTED_RUNNER = {"dataflow": "--runner=DataflowRunner", "flink": "--runner=PortableRunner"}
