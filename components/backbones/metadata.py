@@ -170,6 +170,7 @@ def _gfile():
 
     return tf.io.gfile
 
+
 def _sha256_of(path: str) -> str:
     h = hashlib.sha256()
     with _gfile().GFile(path, "rb") as f:
@@ -213,4 +214,3 @@ def read_module_metadata(module_dir: str) -> dict | None:
     if meta.get("saved_model_sha256") != _sha256_of(os.path.join(module_dir, "saved_model.pb")):
         return None  # the module changed after the JSON was written: read the module itself
     return meta
-

@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 from graft.components.backbones.metadata import (
     _OFFLINE_HINT,
     METADATA_FILE,
+    MINILM,
     MOBILENET,
     OFFLINE_NAMES,
     TINY,
@@ -34,6 +35,7 @@ from graft.components.backbones.metadata import (
 # Files that must never sit in a handle directory: code that runs when loaded.
 _UNSAFE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".dill", ".cloudpickle")
 _KERAS_FILE_SUFFIXES = (".h5", ".hdf5", ".keras")
+
 
 # ---- handle routing --------------------------------------------------------------------------------------------
 def handle_kind(handle: str) -> str:
@@ -314,13 +316,35 @@ def _info_for_dir(
     return _inspect_module(handle, path, source, resolved, input_size)
 
 
-def resolve_backbone(handle: str, input_size: int | None = None) -> BackboneInfo:
+def _is_text_module_dir(handle: str) -> bool:
+    local = _local_path(handle)
+    meta = read_module_metadata(str(local)) if (local / "saved_model.pb").is_file() else None
+    return meta is not None and meta.get("task") == "text"
+
+
+def resolve_backbone(
+    handle: str,
+    input_size: int | None = None,
+    *,
+    preprocess_handle: str | None = None,
+    seq_length: int | None = None,
+):
     """Resolve a handle (URL, gs://, local dir, offline name) to a usable module and read its metadata once.
 
     Offline names are built into the cache on first use (``input_size`` picks the variant: 224/192/160/128 for
-    mobilenet_v1_imagenet, default 224; any size in [16, 1024] for tiny, default 32).
+    mobilenet_v1_imagenet, default 224; any size in [16, 1024] for tiny, default 32). A text encoder (the offline
+    ``minilm_l6``, a known TF Hub text encoder URL, a directory Graft built as one, or any handle given with
+    ``preprocess_handle``) returns a :class:`~.text_resolve.TextBackboneInfo` (see :mod:`.text_resolve`).
     """
+    from graft.components.backbones import text_resolve
+
     kind = handle_kind(handle)
+    if (
+        preprocess_handle
+        or text_resolve.looks_like_text(handle)
+        or (kind == "local" and _is_text_module_dir(handle))
+    ):
+        return text_resolve.resolve_text_backbone(handle, preprocess_handle, seq_length)
     ensure_cache_env()
     if kind == "offline":
         module = build_offline(handle, input_size)
@@ -356,6 +380,8 @@ def build_offline(name: str, input_size: int | None = None) -> Path:
         return image_builds.import_mobilenet_v1(input_size or 224)[0]
     if name == TINY:
         return image_builds.build_tiny(input_size or TINY_DEFAULT_SIZE)
+    if name == MINILM:
+        from graft.components.backbones import text_builds
+
+        return text_builds.build_minilm()[0]
     raise BackboneError(f"unknown offline backbone {name!r}; known: {', '.join(OFFLINE_NAMES)}")
-
-
