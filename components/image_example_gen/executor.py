@@ -486,27 +486,8 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
             | "WriteDuplicates" >> beam.ParDo(_WriteJson(duplicates_path))
         )
 
-        output_file_format = exec_properties.get(
-            standard_component_specs.OUTPUT_FILE_FORMAT_KEY, example_gen_pb2.FILE_FORMAT_UNSPECIFIED
-        )
-        keyed = []
-        for name, pcoll in splits.items():
-            _ = pcoll | f"WriteSplit[{name}]" >> write_split.WriteSplit(  # pylint: disable=no-value-for-parameter
-                artifact_utils.get_split_uri(examples_list, name), output_file_format, exec_properties
-            )
-            keyed.append(pcoll | f"Key[{name}]" >> beam.Map(lambda ex, n=name: (n, _label_of(ex))))
-        _ = (
-            keyed
-            | "AllKeys" >> beam.Flatten()
-            | "CountPerSplitClass" >> beam.combiners.Count.PerElement()
-            | "CountsToList" >> beam.combiners.ToList()
-            | "WriteCounts" >> beam.ParDo(_WriteJson(counts_path))
-        )
-        _ = (
-            bads
-            | "FlattenBad" >> beam.Flatten()
-            | "BadToList" >> beam.combiners.ToList()
-            | "WriteBad" >> beam.ParDo(_WriteJson(bad_path))
+        output_file_format = write_splits_and_counts(
+            splits, bads, examples_list, exec_properties, counts_path, bad_path, _label_of
         )
         pipeline.run().wait_until_finish()
 
@@ -612,6 +593,34 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
                 "data.max_bad_fraction to train on the rest."
             )
         return rep
+
+
+def write_splits_and_counts(splits, bads, examples_list, exec_properties, counts_path, bad_path, label_of):
+    """Write each split with TFX's WriteSplit; count examples per (split, label) and collect the bad inputs as
+    JSON files, in the same pipeline. Returns the output file format (shared with the text ExampleGen)."""
+    output_file_format = exec_properties.get(
+        standard_component_specs.OUTPUT_FILE_FORMAT_KEY, example_gen_pb2.FILE_FORMAT_UNSPECIFIED
+    )
+    keyed = []
+    for name, pcoll in splits.items():
+        _ = pcoll | f"WriteSplit[{name}]" >> write_split.WriteSplit(  # pylint: disable=no-value-for-parameter
+            artifact_utils.get_split_uri(examples_list, name), output_file_format, exec_properties
+        )
+        keyed.append(pcoll | f"Key[{name}]" >> beam.Map(lambda ex, n=name: (n, label_of(ex))))
+    _ = (
+        keyed
+        | "AllKeys" >> beam.Flatten()
+        | "CountPerSplitClass" >> beam.combiners.Count.PerElement()
+        | "CountsToList" >> beam.combiners.ToList()
+        | "WriteCounts" >> beam.ParDo(_WriteJson(counts_path))
+    )
+    _ = (
+        bads
+        | "FlattenBad" >> beam.Flatten()
+        | "BadToList" >> beam.combiners.ToList()
+        | "WriteBad" >> beam.ParDo(_WriteJson(bad_path))
+    )
+    return output_file_format
 
 
 def _first_reasons(skipped: list[dict], n: int = 10) -> str:

@@ -184,33 +184,18 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
                 examples, bad = pipeline | f"Read[{s.name}]" >> _ReadSplit(settings, input_base, s.pattern)  # pylint: disable=no-value-for-parameter
                 splits[s.name] = examples
                 bads.append(bad)
-        keyed = []
-        file_format = exec_properties.get(
-            standard_component_specs.OUTPUT_FILE_FORMAT_KEY, example_gen_pb2.FILE_FORMAT_UNSPECIFIED
-        )
-        for name, pcoll in splits.items():
-            _ = pcoll | f"WriteSplit[{name}]" >> write_split.WriteSplit(  # pylint: disable=no-value-for-parameter
-                artifact_utils.get_split_uri(examples_list, name), file_format, exec_properties
-            )
-            keyed.append(pcoll | f"Key[{name}]" >> beam.Map(lambda ex, n=name: (n, _label_of(ex))))
-        _ = (
-            keyed
-            | "AllKeys" >> beam.Flatten()
-            | "Count" >> beam.combiners.Count.PerElement()
-            | "CountsToList" >> beam.combiners.ToList()
-            | "WriteCounts" >> beam.ParDo(image_executor._WriteJson(counts_path))  # noqa: SLF001
-        )
-        _ = (
-            bads
-            | "FlattenBad" >> beam.Flatten()
-            | "BadToList" >> beam.combiners.ToList()
-            | "WriteBad" >> beam.ParDo(image_executor._WriteJson(bad_path))  # noqa: SLF001
+        file_format = image_executor.write_splits_and_counts(
+            splits, bads, examples_list, exec_properties, counts_path, bad_path, _label_of
         )
         pipeline.run().wait_until_finish()
         counts_raw = report_mod._read_json(counts_path)  # noqa: SLF001
         skipped = sorted(report_mod._read_json(bad_path), key=lambda b: (b["path"], b["reason"]))  # noqa: SLF001
         image_executor._rmtree(work)  # noqa: SLF001
         finish(artifact, settings, input_base, exec_properties.get(utils.SPAN_PROPERTY_NAME), split_names, counts_raw, skipped)  # fmt: skip
+        if file_format:
+            from tfx.components.util import examples_utils
+
+            examples_utils.set_file_format(artifact, write_split.to_file_format_str(file_format))
 
 
 def finish(artifact, settings, input_base, span, split_names, counts_raw, skipped) -> dict:
