@@ -454,22 +454,11 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         if output_config.split_config.splits:
             if len(input_config.splits) != 1:
                 raise ValueError("output splits need exactly one input split")
-            buckets = []
-            total = 0
-            for s in output_config.split_config.splits:
-                total += s.hash_buckets
-                buckets.append(total)
             examples, bad = pipeline | "Read" >> _ReadSplit(  # pylint: disable=no-value-for-parameter
                 settings, input_base, input_config.splits[0].pattern, "all"
             )
             kept, dup_bad, dup_groups = quarantine_conflicting_duplicates({"all": examples})
-            parts = kept["all"] | "SplitByPathHash" >> beam.Partition(
-                base_example_gen_executor._PartitionFn,  # noqa: SLF001 - TFX's own hash split, kept identical
-                len(buckets),
-                buckets,
-                output_config.split_config,
-            )
-            splits = {name: parts[i] for i, name in enumerate(split_names)}
+            splits = hash_split(kept["all"], output_config, split_names)
             bads.append(bad)
         else:
             for s in input_config.splits:
@@ -593,6 +582,21 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
                 "data.max_bad_fraction to train on the rest."
             )
         return rep
+
+
+def hash_split(examples, output_config, split_names) -> dict:
+    """TFX's own hash partition (``partition_feature_name`` of the split config) into the output splits."""
+    buckets, total = [], 0
+    for s in output_config.split_config.splits:
+        total += s.hash_buckets
+        buckets.append(total)
+    parts = examples | "SplitByHash" >> beam.Partition(
+        base_example_gen_executor._PartitionFn,  # noqa: SLF001 - TFX's own hash split, kept identical
+        len(buckets),
+        buckets,
+        output_config.split_config,
+    )
+    return {name: parts[i] for i, name in enumerate(split_names)}
 
 
 def write_splits_and_counts(splits, bads, examples_list, exec_properties, counts_path, bad_path, label_of):

@@ -164,20 +164,10 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         splits: dict[str, Any] = {}
         bads = []
         if output_config.split_config.splits:
-            buckets, total = [], 0
-            for s in output_config.split_config.splits:
-                total += s.hash_buckets
-                buckets.append(total)
             examples, bad = pipeline | "Read" >> _ReadSplit(
                 settings, input_base, input_config.splits[0].pattern
             )  # pylint: disable=no-value-for-parameter
-            parts = examples | "SplitBySourceHash" >> beam.Partition(
-                base_example_gen_executor._PartitionFn,  # noqa: SLF001 - TFX's own hash split, kept identical
-                len(buckets),
-                buckets,
-                output_config.split_config,
-            )
-            splits = {name: parts[i] for i, name in enumerate(split_names)}
+            splits = image_executor.hash_split(examples, output_config, split_names)
             bads.append(bad)
         else:
             for s in input_config.splits:
