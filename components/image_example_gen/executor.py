@@ -182,6 +182,30 @@ def _write(pcoll, name: str, uri: str, exec_properties: dict, distributed: bool)
     )
 
 
+def hash_split(examples, split_config: example_gen_pb2.SplitConfig, split_names) -> dict:
+    """TFX's hash partition of one PCollection into the named output splits (shared with the text ExampleGen)."""
+    return dict(zip(split_names, _partition(examples, "SplitByPathHash", split_config), strict=True))
+
+
+def write_splits_and_counts(
+    splits, bads, examples_list, exec_properties, counts_path, bad_path, label_of, distributed: bool
+):
+    """Write every split as it streams (:func:`_write`), count examples per (split, label) and collect the bad
+    inputs, as JSON files, in the same pipeline (shared with the text ExampleGen)."""
+    keyed = []
+    for name, pcoll in splits.items():
+        _write(pcoll, name, artifact_utils.get_split_uri(examples_list, name), exec_properties, distributed)
+        keyed.append(pcoll | f"Key[{name}]" >> beam.Map(lambda ex, n=name: (n, label_of(ex))))
+    _ = (
+        keyed
+        | "AllKeys" >> beam.Flatten()
+        | "CountPerSplitClass" >> beam.combiners.Count.PerElement()
+        | "CountsToList" >> beam.combiners.ToList()
+        | "WriteCounts" >> beam.ParDo(_WriteJson(counts_path))
+    )
+    _to_list_file(bads, "Bad", bad_path)
+
+
 class _WriteJson(beam.DoFn):
     def __init__(self, path: str):
         self._path = path
@@ -279,8 +303,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         bads.append(dup_bad)
 
         if output_config.split_config.splits:
-            parts = _partition(examples["all"], "SplitByPathHash", output_config.split_config)
-            splits = dict(zip(split_names, parts, strict=True))
+            splits = hash_split(examples["all"], output_config.split_config, split_names)
         else:
             splits = dict(examples)
         if carve:
@@ -291,20 +314,16 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
             parts = _partition(splits[features.TRAIN_SPLIT], "CarveTrainByPathHash", carve_config)
             splits.update({name: parts[i] for i, (name, _) in enumerate(carve)})
 
-        keyed = []
-        for name, pcoll in splits.items():
-            _write(
-                pcoll, name, artifact_utils.get_split_uri(examples_list, name), exec_properties, distributed
-            )
-            keyed.append(pcoll | f"Key[{name}]" >> beam.Map(lambda ex, n=name: (n, readers.label_of(ex))))
-        _ = (
-            keyed
-            | "AllKeys" >> beam.Flatten()
-            | "CountPerSplitClass" >> beam.combiners.Count.PerElement()
-            | "CountsToList" >> beam.combiners.ToList()
-            | "WriteCounts" >> beam.ParDo(_WriteJson(paths["counts"]))
+        write_splits_and_counts(
+            splits,
+            bads,
+            examples_list,
+            exec_properties,
+            paths["counts"],
+            paths["bad"],
+            readers.label_of,
+            distributed,
         )
-        _to_list_file(bads, "Bad", paths["bad"])
         _to_list_file([dup_groups], "Duplicates", paths["duplicates"])
         pipeline.run().wait_until_finish()
 

@@ -1,0 +1,87 @@
+"""Backbones: resolve a TF Hub handle, read what the module expects, and build real modules offline.
+
+An image backbone is a TF2 SavedModel in TF Hub's reusable format: ``__call__(images, training=False)`` on float32
+``[B, H, W, 3]`` in TF Hub's image range [0, 1], returning a feature vector ``[B, F]``, with ``variables``,
+``trainable_variables`` and ``regularization_losses`` attributes. A text backbone is TF Hub's BERT contract: a
+preprocessing SavedModel (strings -> ``input_word_ids``, ``input_mask``, ``input_type_ids``) and an encoder
+SavedModel (those -> ``pooled_output``, ``sequence_output``). Users name one by *handle*:
+
+  ``https://tfhub.dev/...`` / ``https://www.kaggle.com/models/...``   downloaded once into the cache by tensorflow_hub
+  ``gs://bucket/dir`` (or ``gs://.../module.tar.gz``)                 read in place (tarballs are cached)
+  ``/local/dir``                                                       a TF2 SavedModel directory
+  ``mobilenet_v1_imagenet`` / ``tiny`` / ``minilm_l6``                 built here on demand, offline
+
+The package is split by what changes together:
+
+  :mod:`.metadata`      names, errors, the cache, :class:`BackboneInfo` and ``graft_backbone.json`` reading
+  :mod:`.resolve`       handle routing, directory checks, reading an image module's signature, ``resolve_backbone``
+  :mod:`.image_builds`  the offline image modules (MobileNet V1 ImageNet, tiny)
+  :mod:`.text`          text backbones: the BERT contract pair, resolving and the offline ``minilm_l6`` build
+
+Every name that lived in the former single module ``graft.components.backbones`` is re-exported here. This
+package is cheap to import (no TensorFlow at import time): the CLI lists its commands without TensorFlow.
+"""
+
+from graft.components.backbones.image_builds import (
+    WeightsMissingError,
+    build_tiny,
+    classifier_labels,
+    import_mobilenet_v1,
+)
+from graft.components.backbones.metadata import (
+    BUILDER_VERSION,
+    CACHE_ENV,
+    DEFAULT_CACHE_DIR,
+    METADATA_FILE,
+    METADATA_FORMAT,
+    MOBILENET,
+    MOBILENET_SIZES,
+    OFFLINE_NAMES,
+    TINY,
+    TINY_DEFAULT_SIZE,
+    TINY_SEED,
+    TINY_SIZE_RANGE,
+    BackboneError,
+    BackboneInfo,
+    cache_dir,
+    ensure_cache_env,
+    offline_module_dir,
+    read_module_metadata,
+)
+from graft.components.backbones.resolve import (
+    build_offline,
+    check_module_dir,
+    handle_kind,
+    keras_layer,
+    resolve_backbone,
+)
+
+__all__ = [
+    "BUILDER_VERSION",
+    "CACHE_ENV",
+    "DEFAULT_CACHE_DIR",
+    "METADATA_FILE",
+    "METADATA_FORMAT",
+    "MOBILENET",
+    "MOBILENET_SIZES",
+    "OFFLINE_NAMES",
+    "TINY",
+    "TINY_DEFAULT_SIZE",
+    "TINY_SEED",
+    "TINY_SIZE_RANGE",
+    "BackboneError",
+    "BackboneInfo",
+    "WeightsMissingError",
+    "build_offline",
+    "build_tiny",
+    "cache_dir",
+    "check_module_dir",
+    "classifier_labels",
+    "ensure_cache_env",
+    "handle_kind",
+    "import_mobilenet_v1",
+    "keras_layer",
+    "offline_module_dir",
+    "read_module_metadata",
+    "resolve_backbone",
+]
