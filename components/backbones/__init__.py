@@ -14,7 +14,8 @@ SavedModel (those -> ``pooled_output``, ``sequence_output``). Users name one by 
 The package is split by what changes together:
 
   :mod:`.metadata`      names, errors, the cache, :class:`BackboneInfo` and ``graft_backbone.json`` reading
-  :mod:`.resolve`       handle routing, directory checks, reading an image module's signature, ``resolve_backbone``
+  :mod:`.resolve`       handle routing, directory checks, reading an image module's signature
+  ``resolve_backbone``  (here) the one entry point: dispatches to the image or the text resolver
   :mod:`.image_builds`  the offline image modules (MobileNet V1 ImageNet, tiny)
   :mod:`.text`          text backbones: the BERT contract pair, resolving and the offline ``minilm_l6`` build
 
@@ -53,7 +54,7 @@ from graft.components.backbones.resolve import (
     check_module_dir,
     handle_kind,
     keras_layer,
-    resolve_backbone,
+    resolve_image_backbone,
 )
 
 __all__ = [
@@ -84,4 +85,30 @@ __all__ = [
     "offline_module_dir",
     "read_module_metadata",
     "resolve_backbone",
+    "resolve_image_backbone",
 ]
+
+
+def resolve_backbone(
+    handle: str,
+    input_size: int | None = None,
+    *,
+    preprocess_handle: str | None = None,
+    seq_length: int | None = None,
+):
+    """Resolve any handle to its module and metadata: an image feature vector (:func:`resolve_image_backbone`) or,
+    for the offline ``minilm_l6``, a known TF Hub text encoder URL, a directory Graft built as one, or any handle
+    given with ``preprocess_handle``, a text encoder pair (:class:`.text_resolve.TextBackboneInfo`).
+
+    The dispatch lives here, above both resolvers, so neither imports the other.
+    """
+    from graft.components.backbones import resolve as _resolve
+    from graft.components.backbones import text_resolve
+
+    if (
+        preprocess_handle
+        or text_resolve.looks_like_text(handle)
+        or (_resolve.handle_kind(handle) == "local" and _resolve._is_text_module_dir(handle))  # noqa: SLF001
+    ):
+        return text_resolve.resolve_text_backbone(handle, preprocess_handle, seq_length)
+    return resolve_image_backbone(handle, input_size)

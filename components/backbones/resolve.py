@@ -322,29 +322,14 @@ def _is_text_module_dir(handle: str) -> bool:
     return meta is not None and meta.get("task") == "text"
 
 
-def resolve_backbone(
-    handle: str,
-    input_size: int | None = None,
-    *,
-    preprocess_handle: str | None = None,
-    seq_length: int | None = None,
-):
-    """Resolve a handle (URL, gs://, local dir, offline name) to a usable module and read its metadata once.
+def resolve_image_backbone(handle: str, input_size: int | None = None):
+    """Resolve an image feature-vector handle (URL, gs://, local dir, offline name) and read its metadata once.
 
     Offline names are built into the cache on first use (``input_size`` picks the variant: 224/192/160/128 for
-    mobilenet_v1_imagenet, default 224; any size in [16, 1024] for tiny, default 32). A text encoder (the offline
-    ``minilm_l6``, a known TF Hub text encoder URL, a directory Graft built as one, or any handle given with
-    ``preprocess_handle``) returns a :class:`~.text_resolve.TextBackboneInfo` (see :mod:`.text_resolve`).
+    mobilenet_v1_imagenet, default 224; any size in [16, 1024] for tiny, default 32). Text handles go through
+    :func:`graft.components.backbones.resolve_backbone`, which dispatches.
     """
-    from graft.components.backbones import text_resolve
-
     kind = handle_kind(handle)
-    if (
-        preprocess_handle
-        or text_resolve.looks_like_text(handle)
-        or (kind == "local" and _is_text_module_dir(handle))
-    ):
-        return text_resolve.resolve_text_backbone(handle, preprocess_handle, seq_length)
     ensure_cache_env()
     if kind == "offline":
         module = build_offline(handle, input_size)
