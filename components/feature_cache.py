@@ -123,4 +123,9 @@ def sanity_check(x: np.ndarray, *, value_range, range_source: str, handle: str) 
             )
     else:
         spread = float("nan")
-    return {"images": int(x.shape[0]), "relative_spread": spread, "value_range": [lo, hi], "source": range_source}
+    return {
+        "images": int(x.shape[0]),
+        "relative_spread": spread,
+        "value_range": [lo, hi],
+        "source": range_source,
+    }

@@ -4,21 +4,21 @@ Given to TFX by dotted path (``run_fn='graft.components.trainer.run_fn'``), with
 ``custom_config={"graft_config": GraftConfig JSON, "backbone": BackboneInfo JSON}``, the transformed train split in
 ``fn_args.train_files`` and the 'val' split in ``fn_args.eval_files`` (the test split belongs to the Evaluator).
 
-1. Phase 1, feature extraction: backbone frozen, Adam at ``train.phase1_learning_rate``, up to
-   ``train.phase1_epochs`` epochs, early stopping on val loss, best weights restored.
-2. Phase 2, fine-tuning (skipped when ``train.fine_tune_fraction`` is 0 or ``train.phase2_epochs`` is 0): the top
-   fraction of the backbone's variables trains (``model.py`` says how they are chosen), BatchNorm stays in inference
-   mode, a fresh Adam at ``train.phase2_learning_rate``, early stopping, best weights restored. If no phase-2 epoch
-   beats phase 1's best val loss, phase 1's weights are kept. Epochs are numbered on across phases, so TensorBoard
-   (``fn_args.model_run_dir``) shows one curve per metric, with ``phase`` and ``learning_rate`` logged beside them.
-3. ``training_history.json`` (per epoch: phase, loss, accuracy, val_loss, val_accuracy, learning_rate; per phase:
-   epochs run, best epoch, seconds; the selected weights) is written to ``model_run_dir`` and next to the exported
-   model (the Model artifact's root, beside ``Format-Serving``).
-4. Export: a SavedModel with the Transform graph inside (``signatures.py``).
+1. Input through TFX's own reader, TFXIO (``trainer_input.py``; ``fn_args.data_accessor.tf_dataset_factory``).
+2. The backbone's input range: the module's declaration, else ``backbone.value_range``, else TF Hub's [0, 1]
+   (``backbones.effective_value_range``). One batch goes through the backbone before anything trains; non-finite or
+   degenerate features fail the run with the range used and where it came from (``feature_cache.sanity_check``).
+3. Phase 1 on cached features (``feature_cache.py``): train and val go through the frozen backbone once and the
+   head is fitted on the vectors to convergence. Phase 2 fine-tunes the top of the backbone on augmented images
+   within ``train.max_minutes`` and is kept only if it beats phase 1 on val (``training_loop.py``).
+4. ``training_history.json`` (per epoch: phase, loss, accuracy, val_loss, val_accuracy, learning_rate; per phase:
+   what it ran on, epochs, best epoch, seconds; the feature cache; why phase 2 was skipped; the selected weights)
+   is written to ``model_run_dir`` and next to the exported model (the Model artifact's root).
+5. Export: one SavedModel, uint8 -> backbone -> head, with the Transform graph inside (``signatures.py``).
 
-Devices: MirroredStrategy when more than one GPU is visible; with a GPU (or ``train.mixed_precision: on``) the
-``mixed_float16`` policy for the layers Graft owns, logits in float32; plain CPU otherwise. The log says which.
-``train.batch_size`` is the global batch (split across replicas), so results do not depend on the GPU count.
+Devices: MirroredStrategy when more than one GPU is visible. Mixed precision per ``train.mixed_precision``
+(:func:`choose_device`): 'auto' is float32 on CPU, and on a GPU too unless the backbone itself computes in
+float16/bfloat16; the log and the history name each part's dtype. ``train.batch_size`` is the global batch.
 
 AutoGraph: TF 2.16's AutoGraph skip-list names ``keras`` but not ``tf_keras``, so the first ``fit()`` of every
 process converted tf-keras's own training loop (train_step, compiled loss and metrics, optimizer) source to source.
@@ -124,7 +124,9 @@ def choose_device(mixed_precision: str = "auto", backbone_dtype: str = "float32"
         strategy = tf.distribute.get_strategy()
         where = "CPU (no GPU visible to TensorFlow)"
     if use_mp:
-        precision = f"mixed_float16: backbone {backbone_dtype} (its SavedModel), dropout float16, logits float32"
+        precision = (
+            f"mixed_float16: backbone {backbone_dtype} (its SavedModel), dropout float16, logits float32"
+        )
     else:
         why = {
             "off": "train.mixed_precision is 'off'",
@@ -215,7 +217,10 @@ def run_fn(fn_args) -> None:
 
     val_ds = dataset(fn_args.eval_files, False)
     first = {}
-    for name, ds in ((features.TRAIN_SPLIT, dataset(fn_args.train_files, False)), (features.VAL_SPLIT, val_ds)):
+    for name, ds in (
+        (features.TRAIN_SPLIT, dataset(fn_args.train_files, False)),
+        (features.VAL_SPLIT, val_ds),
+    ):
         first[name] = next(iter(ds.take(1)), None)
         if first[name] is None:
             raise TrainerError(

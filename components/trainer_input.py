@@ -213,8 +213,6 @@ def class_weights(setting: str | dict, class_names: Sequence[str], counts: np.nd
     return {i: float(setting.get(name, 1.0)) for i, name in enumerate(class_names)}
 
 
-
-
 class Reader:
     """``reader(files, batch_size, shuffle=, seed=, repeat=)`` -> dataset of (uint8 images, labels); ``kind`` says how."""
 

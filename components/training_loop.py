@@ -154,9 +154,7 @@ def fit_phase(
             metrics=model_lib.make_metrics(),
         )
     # tf-keras 2.16 restores the best epoch's weights at the end of fit() whatever stopped it (epochs, budget).
-    early = tf.keras.callbacks.EarlyStopping(
-        monitor="val_loss", patience=patience, restore_best_weights=True
-    )
+    early = tf.keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
     budget = TimeBudget(deadline)
     callbacks: list = [_PhaseLogger(phase), early, budget]
     if tensorboard_dir:
@@ -219,7 +217,9 @@ def fit_phase(
     return result
 
 
-def phase2_skip_reason(train_cfg, model, deadline: float | None, estimate_seconds: float | None) -> str | None:
+def phase2_skip_reason(
+    train_cfg, model, deadline: float | None, estimate_seconds: float | None
+) -> str | None:
     """Why phase 2 does not run, or None when it runs."""
     if train_cfg.fine_tune_fraction <= 0 or train_cfg.phase2_epochs <= 0:
         return "train.fine_tune_fraction or train.phase2_epochs is 0"

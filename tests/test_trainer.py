@@ -23,9 +23,8 @@ import graft  # noqa: F401
 import tensorflow as tf
 from test_model import SIZE, backbone_spec, make_test_backbone, snapshot, train_cfg
 
-from graft.components import features, preprocessing, signatures
+from graft.components import feature_cache, features, preprocessing, signatures, training_loop
 from graft.components import model as model_lib
-from graft.components import feature_cache, training_loop
 from graft.components import trainer as trainer_lib
 
 CLASSES = ("circle", "square", "triangle")
@@ -703,7 +702,9 @@ def _no_randomness_cfg(**kw):
 def test_cached_features_phase1_equals_phase1_on_images(data):
     """Same data order (no shuffle), same seed, augmentation and dropout off: the same head, to 1e-5."""
     cfg = _no_randomness_cfg(phase1_epochs=4, phase1_patience=10)
-    train = trainer_lib.tfxio_input_fn(data["train_files"], data["tft_output"], 8, SIZE, SIZE, 3, shuffle=False)
+    train = trainer_lib.tfxio_input_fn(
+        data["train_files"], data["tft_output"], 8, SIZE, SIZE, 3, shuffle=False
+    )
     # A known number of batches, as run_fn gives it: tf-keras's epochs over a stream of unknown length drift from
     # the same epochs over a sized one (measured: 2e-3 on the head after 2 epochs), whatever the features.
     train = train.apply(tf.data.experimental.assert_cardinality(4))
@@ -741,7 +742,9 @@ def test_exported_model_is_backbone_plus_head(data, tmp_path):
     import tensorflow_hub as hub
 
     cfg = _no_randomness_cfg(phase1_epochs=30, phase1_patience=5)
-    train = trainer_lib.tfxio_input_fn(data["train_files"], data["tft_output"], 8, SIZE, SIZE, 3, shuffle=True)
+    train = trainer_lib.tfxio_input_fn(
+        data["train_files"], data["tft_output"], 8, SIZE, SIZE, 3, shuffle=True
+    )
     val = trainer_lib.tfxio_input_fn(data["val_files"], data["tft_output"], 8, SIZE, SIZE, 3, shuffle=False)
     model = model_lib.build_classifier(backbone_spec(data["backbone"]), 3, cfg)
     extractor = feature_cache.feature_extractor(model)
