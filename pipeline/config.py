@@ -169,7 +169,7 @@ class TrainConfig:
     early_stopping_patience: int = 2
     # Time budget of the whole Trainer, minutes (None: none). Phase 2 runs only if its first epoch is estimated to
     # fit in what phase 1 left, and stops (best weights kept) when the budget is spent.
-    max_minutes: float | None = 10.0
+    max_minutes: float | None = 5.0
     # Cap on steps per epoch (None: one pass over the train split).
     steps_per_epoch: int | None = None
     dropout: float = 0.2
