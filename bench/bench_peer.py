@@ -132,14 +132,11 @@ def _graft(tree: Path, name: str, args) -> dict:
     except ValueError:
         out["error"] = run.stderr_tail[-1500:]
         return out
-    ev = payload.get("outputs", {}).get("Evaluator.evaluation")
     model = payload.get("outputs", {}).get("Trainer.model")
     from graft.pipeline import report
 
-    checks = report.threshold_checks(ev) if ev else []
-    acc = [c.candidate for c in checks if c.metric == "accuracy" and c.slice in ("", "Overall", "overall")]
-    acc = acc or [c.candidate for c in checks if c.metric == "accuracy"]
-    out["test_accuracy"] = acc[0] if acc else None
+    # TFMA's Evaluator on the test split (the run summary's test metrics).
+    out["test_accuracy"] = (payload.get("test_metrics") or {}).get("sparse_categorical_accuracy")
     hist = report.read_history(model) or {}
     out["trainer"] = {
         k: hist.get(k) for k in ("phases", "selected", "phase2_skipped", "feature_cache", "device")

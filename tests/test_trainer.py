@@ -162,6 +162,18 @@ def data(tmp_path_factory):
     }
 
 
+def transformed_pixels(data, images: list[bytes]) -> tf.Tensor:
+    """Raw encoded images through the Transform graph (as training saw them) -> uint8 [N, SIZE, SIZE, 3]."""
+    transformed = data["tft_output"].transform_raw_features(
+        {features.IMAGE_KEY: tf.constant(images)}, drop_unused_features=True
+    )
+    return tf.map_fn(
+        lambda s: features.decode_transformed_image(s, SIZE, SIZE),
+        transformed[features.TRANSFORMED_IMAGE_KEY],
+        fn_output_signature=tf.uint8,
+    )
+
+
 # ---- input_fn -----------------------------------------------------------------------------------------------
 def test_input_fn_streams_uint8_images_and_labels(data):
     ds = trainer_lib.input_fn(data["train_files"], data["tft_output"], 8, SIZE, SIZE, 3, shuffle=False)
@@ -325,14 +337,7 @@ def test_serving_default_on_raw_bytes_equals_the_model_on_transform_output(data,
     served = loaded.signatures["serving_default"](image_bytes=tf.constant(images))
 
     # The same images through Transform's output (as training saw them) and the in-memory Keras model.
-    transformed = data["tft_output"].transform_raw_features(
-        {features.IMAGE_KEY: tf.constant(images)}, drop_unused_features=True
-    )
-    pixels = tf.map_fn(
-        lambda s: features.decode_transformed_image(s, SIZE, SIZE),
-        transformed[features.TRANSFORMED_IMAGE_KEY],
-        fn_output_signature=tf.uint8,
-    )
+    pixels = transformed_pixels(data, images)
     expected = tf.nn.softmax(model(pixels, training=False)).numpy()
     delta = np.abs(served["probabilities"].numpy() - expected).max()
     assert delta <= 1e-5, delta
@@ -629,6 +634,12 @@ def test_device_choice_on_cpu(caplog):
     auto = trainer_lib.choose_device("auto")
     assert not auto.mixed_precision and auto.description.startswith("CPU") and "float32" in auto.description
     assert not trainer_lib.choose_device("off").mixed_precision
+    half = trainer_lib.choose_device("auto", "float16")  # even a float16 backbone: off on CPU, and said so
+    assert (
+        not half.mixed_precision
+        and "auto: no GPU" in half.description
+        and "backbone float16" in half.description
+    )
     forced = trainer_lib.choose_device("on")
     assert forced.mixed_precision and "mixed_float16" in forced.description
     with trainer_lib.precision_policy(True):
@@ -638,7 +649,10 @@ def test_device_choice_on_cpu(caplog):
 
 @pytest.mark.gpu
 def test_gpu_gets_mixed_precision_and_trains(requires_gpu, data):
-    device = trainer_lib.choose_device("auto")
+    # 'auto' with a float32 backbone stays float32 (nothing but dropout would take the policy); 'on' forces it.
+    assert not trainer_lib.choose_device("auto", "float32").mixed_precision
+    assert trainer_lib.choose_device("auto", "float16").mixed_precision
+    device = trainer_lib.choose_device("on")
     assert device.mixed_precision and "GPU" in device.description
     n_gpus = len(tf.config.list_physical_devices("GPU"))
     assert isinstance(device.strategy, tf.distribute.MirroredStrategy) == (n_gpus > 1)
@@ -647,7 +661,7 @@ def test_gpu_gets_mixed_precision_and_trains(requires_gpu, data):
         with device.strategy.scope():
             model = model_lib.build_classifier(backbone_spec(data["backbone"]), 3, cfg)
         train, val = _datasets(data)
-        history = trainer_lib.train_two_phases(model, train, val, cfg, 3, strategy=device.strategy)
+        history = training_loop.train_two_phases(model, train, val, cfg, 3, strategy=device.strategy)
     assert model.get_layer("dropout").compute_dtype == "float16"
     assert model.output.dtype == tf.float32
     assert np.isfinite([r["loss"] for r in history["epochs"]]).all()
@@ -685,7 +699,7 @@ def test_steps_per_epoch_caps_a_repeated_train_stream(data):
         data["train_files"], data["tft_output"], 8, SIZE, SIZE, 3, shuffle=True, seed=1, repeat=True
     )
     val = trainer_lib.input_fn(data["val_files"], data["tft_output"], 8, SIZE, SIZE, 3, shuffle=False)
-    trainer_lib.train_two_phases(model, train, val, cfg, 3)
+    training_loop.train_two_phases(model, train, val, cfg, 3)
     # 2 phase-1 epochs + 1 phase-2 epoch of 2 steps each; the step counter of the last fit() counts its own.
     assert int(model._train_counter.numpy()) == 2
     assert int(model.optimizer.iterations.numpy()) == 2
@@ -756,14 +770,7 @@ def test_exported_model_is_backbone_plus_head(data, tmp_path):
 
     images = [img for img, _ in data["val"]]
     served = tf.saved_model.load(export_dir).signatures["serving_default"](image_bytes=tf.constant(images))
-    transformed = data["tft_output"].transform_raw_features(
-        {features.IMAGE_KEY: tf.constant(images)}, drop_unused_features=True
-    )
-    pixels = tf.map_fn(
-        lambda s: features.decode_transformed_image(s, SIZE, SIZE),
-        transformed[features.TRANSFORMED_IMAGE_KEY],
-        fn_output_signature=tf.uint8,
-    )
+    pixels = transformed_pixels(data, images)
     module = hub.load(data["backbone"])  # the backbone alone, loaded afresh
     feats = module(tf.cast(pixels, tf.float32) / 255.0, training=False).numpy()
     kernel, bias = (v.numpy() for v in model_lib.head_variables(model))
