@@ -5,6 +5,7 @@ Owned by the backbone resolution (graft.components.backbones). No TensorFlow her
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from graft.settings import check as _check
@@ -17,9 +18,20 @@ class BackboneConfig:
     handle: str = ""
     # Input size when the module's signature does not fix it (None: read from the module).
     input_size: int | None = None
+    # Float range [lo, hi] of the pixels the module expects, for a module that does not declare it (Graft's own
+    # modules declare theirs in graft_backbone.json; then this must be unset or equal). None: TF Hub's [0, 1].
+    value_range: list[float] | None = None
 
     def validate(self) -> None:
         if self.input_size is not None:
             _check(
                 16 <= self.input_size <= 1024, "backbone.input_size", f"{self.input_size} not in [16, 1024]"
             )
+        if self.value_range is not None:
+            vr = self.value_range
+            _check(
+                isinstance(vr, (list, tuple)) and len(vr) == 2 and all(math.isfinite(float(v)) for v in vr),
+                "backbone.value_range",
+                f"{vr!r}: give [lo, hi], e.g. [0, 1] or [-1, 1]",
+            )
+            _check(float(vr[0]) < float(vr[1]), "backbone.value_range", f"{vr!r}: lo must be < hi")

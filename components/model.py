@@ -58,6 +58,7 @@ from graft.components import features
 
 BACKBONE_LAYER_NAME = "backbone"
 LOGITS_LAYER_NAME = "logits"
+DROPOUT_LAYER_NAME = "dropout"
 
 
 class BackboneSpec(Protocol):
@@ -309,7 +310,7 @@ def build_classifier(
             f"backbone {getattr(backbone, 'handle', backbone.path)!r} returns shape {x.shape}, not a feature vector "
             "[batch, features]: use an image feature-vector module (not a classifier or a spatial feature map)"
         )
-    x = tf.keras.layers.Dropout(train_cfg.dropout, seed=seed + 4, name="dropout")(x)
+    x = tf.keras.layers.Dropout(train_cfg.dropout, seed=seed + 4, name=DROPOUT_LAYER_NAME)(x)
     logits = tf.keras.layers.Dense(num_classes, dtype="float32", name=LOGITS_LAYER_NAME)(x)
     return tf.keras.Model(inputs, logits, name="graft_classifier")
 

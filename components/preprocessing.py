@@ -2,7 +2,8 @@
 
 Raw tf.Example {image_bytes, label, source_path} -> transformed {image, label_index} (see ``features``):
 
-image        decode (JPEG / PNG / BMP / GIF first frame; gray and RGBA -> RGB), resize to the backbone's H x W
+image        decode (JPEG / PNG / BMP / GIF first frame; gray and RGBA -> RGB), centre crop to
+             ``transform.crop_fraction`` of each side (1.0, the default: no crop), resize to the backbone's H x W
              (``transform.resize_method`` / ``transform.antialias``; default bilinear with antialias), round and
              clip to uint8, ``features.encode_transformed_image``. Stored as uint8: the conversion to the
              backbone's float range happens in the model, identically in training and serving.
@@ -72,6 +73,7 @@ def transform_settings(custom_config: dict) -> dict:
         "width": width,
         "resize_method": transform.resize_method,
         "antialias": bool(transform.antialias),
+        "crop_fraction": float(transform.crop_fraction),
         "classes": list(data.classes),
     }
 
@@ -85,9 +87,17 @@ def decode_image(image_bytes: tf.Tensor) -> tf.Tensor:
 
 
 def resize_to_uint8(
-    image: tf.Tensor, height: int, width: int, method: str = "bilinear", antialias: bool = True
+    image: tf.Tensor,
+    height: int,
+    width: int,
+    method: str = "bilinear",
+    antialias: bool = True,
+    crop_fraction: float = 1.0,
 ):
-    """uint8 [h, w, 3] -> uint8 [height, width, 3]: tf.image.resize, then round half to even and clip."""
+    """uint8 [h, w, 3] -> uint8 [height, width, 3]: centre crop (``crop_fraction`` < 1), tf.image.resize, then
+    round half to even and clip."""
+    if crop_fraction < 1.0:
+        image = tf.image.central_crop(image, crop_fraction)
     resized = tf.image.resize(
         tf.cast(image, tf.float32), [height, width], method=RESIZE_METHODS[method], antialias=antialias
     )
@@ -95,21 +105,26 @@ def resize_to_uint8(
 
 
 def image_to_transformed(
-    image_bytes: tf.Tensor, height: int, width: int, method: str, antialias: bool
+    image_bytes: tf.Tensor, height: int, width: int, method: str, antialias: bool, crop_fraction: float = 1.0
 ) -> tf.Tensor:
     """Scalar encoded image -> the transformed ``image`` feature (scalar string)."""
     return features.encode_transformed_image(
-        resize_to_uint8(decode_image(image_bytes), height, width, method, antialias)
+        resize_to_uint8(decode_image(image_bytes), height, width, method, antialias, crop_fraction)
     )
 
 
 def transform_images(
-    image_bytes: tf.Tensor, height: int, width: int, method: str, antialias: bool
+    image_bytes: tf.Tensor,
+    height: int,
+    width: int,
+    method: str,
+    antialias: bool,
+    crop_fraction: float = 1.0,
 ) -> tf.Tensor:
     """[B] (or [B, 1]) encoded images -> [B] transformed ``image`` strings."""
     flat = tf.reshape(image_bytes, [-1])
     return tf.map_fn(
-        lambda b: image_to_transformed(b, height, width, method, antialias),
+        lambda b: image_to_transformed(b, height, width, method, antialias, crop_fraction),
         flat,
         fn_output_signature=tf.TensorSpec([], tf.string),
     )
@@ -172,7 +187,12 @@ def preprocessing_fn(inputs: dict, custom_config: dict) -> dict:
     s = transform_settings(custom_config)
     outputs = {
         features.TRANSFORMED_IMAGE_KEY: transform_images(
-            inputs[features.IMAGE_KEY], s["height"], s["width"], s["resize_method"], s["antialias"]
+            inputs[features.IMAGE_KEY],
+            s["height"],
+            s["width"],
+            s["resize_method"],
+            s["antialias"],
+            s["crop_fraction"],
         )
     }
     label = tf.reshape(inputs[features.LABEL_KEY], [-1])

@@ -8,11 +8,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from graft.settings import check as _check
+
 
 @dataclass
 class TransformConfig:
     resize_method: Literal["bilinear", "nearest", "bicubic", "area", "lanczos3"] = "bilinear"
     antialias: bool = True
+    # Centre crop kept before the resize (1.0: the whole image), for modules trained on centre crops (0.875).
+    crop_fraction: float = 1.0
 
     def validate(self) -> None:
-        pass
+        _check(
+            0.1 <= self.crop_fraction <= 1.0,
+            "transform.crop_fraction",
+            f"{self.crop_fraction} not in [0.1, 1]",
+        )

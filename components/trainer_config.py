@@ -32,14 +32,26 @@ class AugmentConfig:
 class TrainConfig:
     # Global batch: split across the replicas under MirroredStrategy, so results do not depend on the GPU count.
     batch_size: int = 32
-    # Phase 1: new head on the frozen backbone.
-    phase1_epochs: int = 5
+    # Phase 1: new head on the frozen backbone, fitted on its cached feature vectors (one forward pass over train
+    # and val, no augmentation) to convergence: up to phase1_epochs, early stopping on val loss after
+    # phase1_patience epochs without improvement, best weights restored. cache_features: false fits it on images
+    # (augmented, the backbone recomputed every epoch) instead.
+    cache_features: bool = True
+    phase1_epochs: int = 200
     phase1_learning_rate: float = 1e-3
-    # Phase 2: fine-tune the top fraction of the backbone's variables (0 skips phase 2, 1.0 trains all).
+    phase1_patience: int = 10
+    # Phase 2: fine-tune the top fraction of the backbone's variables (0 skips phase 2, 1.0 trains all), on
+    # augmented images, warm-up (phase2_warmup_epochs) then cosine decay from phase2_learning_rate; kept only if it
+    # beats phase 1 on val loss.
     fine_tune_fraction: float = 0.3
     phase2_epochs: int = 3
     phase2_learning_rate: float = 1e-5
+    phase2_warmup_epochs: float = 0.5
+    # Phase 2's early-stopping patience (epochs without a better val loss).
     early_stopping_patience: int = 2
+    # Time budget of the whole Trainer, minutes (None: none). Phase 2 runs only if its first epoch is estimated to
+    # fit in what phase 1 left, and stops (best weights kept) when the budget is spent.
+    max_minutes: float | None = 5.0
     # Cap on steps per epoch (None: one pass over the train split).
     steps_per_epoch: int | None = None
     dropout: float = 0.2
@@ -47,13 +59,21 @@ class TrainConfig:
     # 'none', 'balanced', or an explicit {class_name: weight} map.
     class_weights: Union[str, dict[str, float]] = "none"
     seed: int = 42
-    # 'auto': float16 compute when a GPU is visible; 'on' / 'off' force it.
+    # 'auto': mixed_float16 only on a GPU and only when the backbone itself computes in float16/bfloat16 (Graft's
+    # offline modules compute in float32, so 'auto' is float32 for them); off on CPU. 'on' / 'off' force it.
     mixed_precision: Literal["auto", "on", "off"] = "auto"
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def validate(self) -> None:
         _check(1 <= self.batch_size <= 4096, "train.batch_size", f"{self.batch_size} not in [1, 4096]")
         _check(self.phase1_epochs >= 1, "train.phase1_epochs", "must be >= 1")
+        _check(self.phase1_patience >= 0, "train.phase1_patience", "must be >= 0")
+        _check(0.0 <= self.phase2_warmup_epochs <= 100, "train.phase2_warmup_epochs", "must be in [0, 100]")
+        _check(
+            self.max_minutes is None or self.max_minutes > 0,
+            "train.max_minutes",
+            f"{self.max_minutes}: must be > 0 (or null: no budget)",
+        )
         _check(self.phase2_epochs >= 0, "train.phase2_epochs", "must be >= 0")
         for k in ("phase1_learning_rate", "phase2_learning_rate"):
             v = getattr(self, k)

@@ -98,6 +98,10 @@ def trainer_custom_config(config: GraftConfig, backbone_info: Any) -> dict[str, 
     reduced.train = config.train
     reduced.backbone = config.backbone
     reduced.data.classes = list(config.data.classes)
+    if hasattr(backbone_info, "value_range_source"):  # a key contradicting the module's declaration fails now
+        from graft.components.backbones import effective_value_range
+
+        effective_value_range(backbone_info, config.backbone.value_range)
     b = _backbone_dict(backbone_info)
     return {"graft_config": reduced.to_json(), "backbone": json.dumps(b, sort_keys=True)}
 

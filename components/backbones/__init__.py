@@ -52,6 +52,7 @@ from graft.components.backbones.metadata import (
 from graft.components.backbones.resolve import (
     build_offline,
     check_module_dir,
+    effective_value_range,
     handle_kind,
     keras_layer,
     resolve_image_backbone,
@@ -86,6 +87,7 @@ __all__ = [
     "read_module_metadata",
     "resolve_backbone",
     "resolve_image_backbone",
+    "effective_value_range",
 ]
 
 

@@ -65,6 +65,8 @@ class BackboneInfo:
     channels: int = 3
     # Float range of the input the module expects (TF Hub's image convention: [0, 1]).
     value_range: tuple[float, float] = (0.0, 1.0)
+    # Where value_range comes from: 'graft_backbone.json' when the module declares it, '' for the convention.
+    value_range_source: str = ""
     # Trainable variable names in module order (Graft's own modules: input -> output by depth).
     trainable_variable_names: list[str] = field(default_factory=list)
     num_parameters: int = 0

@@ -188,6 +188,7 @@ def _info_from_metadata(
         width=int(meta["width"]),
         channels=int(meta.get("channels", 3)),
         value_range=tuple(float(v) for v in meta.get("value_range", (0.0, 1.0))),
+        value_range_source=METADATA_FILE if "value_range" in meta else "",
         feature_size=int(meta["output_size"]),
         num_variables=int(meta["num_variables"]),
         num_trainable_variables=int(meta["num_trainable_variables"]),
@@ -346,6 +347,27 @@ def resolve_image_backbone(handle: str, input_size: int | None = None):
     resolved = _hub_resolve(handle)
     local = "" if resolved.startswith("gs://") else resolved
     return _info_for_dir(handle, handle, resolved, kind, local, input_size)
+
+
+def effective_value_range(info: BackboneInfo, configured=None) -> tuple[tuple[float, float], str]:
+    """The input range to feed the module and where it comes from: the module's declaration, else the config key
+    ``backbone.value_range``, else TF Hub's [0, 1] convention. A key contradicting a declaration is an error."""
+    declared = tuple(float(v) for v in info.value_range)
+    if configured is None:
+        if info.value_range_source:
+            return declared, f"declared by the module ({info.value_range_source})"
+        return (
+            declared,
+            "TF Hub convention: the module declares none (set backbone.value_range if it expects another)",
+        )
+    wanted = (float(configured[0]), float(configured[1]))
+    if info.value_range_source and wanted != declared:
+        raise _err(
+            info.handle,
+            f"config key 'backbone.value_range' is {list(wanted)} but the module declares {list(declared)} in "
+            f"{info.value_range_source}: remove backbone.value_range (the module's own declaration is used).",
+        )
+    return wanted, "config key backbone.value_range"
 
 
 def keras_layer(info: BackboneInfo | str, trainable: bool = False, **kwargs):

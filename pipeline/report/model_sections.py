@@ -30,9 +30,12 @@ class ModelSections:
                 [
                     _td(str(p.get("phase"))),
                     _td(
-                        "head on the frozen backbone"
-                        if p.get("phase") == 1
-                        else "fine-tune the top of the backbone"
+                        (
+                            "head on the frozen backbone"
+                            if p.get("phase") == 1
+                            else "fine-tune the top of the backbone"
+                        )
+                        + (f", on {p['on']}" if p.get("on") else "")
                     ),
                     _td(str(p.get("epochs_run")), key=f"phase{p.get('phase')}/epochs", num=True),
                     _td(
@@ -67,8 +70,15 @@ class ModelSections:
                 f"<p>Exported weights: phase {esc(sel.get('phase'))}, epoch {esc((sel.get('epoch') or 0) + 1)} "
                 f"(lowest val loss, {_num(sel.get('val_loss'))}).</p>"
             )
+        if history.get("feature_cache"):
+            fc = history["feature_cache"]
+            body += (
+                f"<p class='muted'>Phase 1 ran on cached features: {esc(fc.get('train_examples'))} train + "
+                f"{esc(fc.get('val_examples'))} val vectors computed once in {esc(fc.get('seconds'))} s.</p>"
+            )
         if len(history.get("phases", [])) < 2:
-            body += "<p class='muted'>Phase 2 (fine-tuning) did not run (train.fine_tune_fraction or train.phase2_epochs is 0).</p>"
+            why = history.get("phase2_skipped") or "train.fine_tune_fraction or train.phase2_epochs is 0"
+            body += f"<p class='muted'>Phase 2 (fine-tuning) did not run: {esc(why)}.</p>"
         if history.get("device"):
             body += f"<p class='muted'>Device: {esc(history['device'])}.</p>"
         return self.section("training", "Training", body)

@@ -136,7 +136,9 @@ def test_gate_stops_on_an_empty_split(tmp_path):
     data = tmp_path / "data"
     make_tree(data / "train", per_class=6)
     make_tree(data / "val", per_class=2, seed0=50)
-    (data / "test").mkdir()  # a test/ folder without images (without the folder, test is carved out of train/)
+    (
+        data / "test"
+    ).mkdir()  # a test/ folder without images (without the folder, test is carved out of train/)
     cfg = _config(tmp_path, data)
     assert_stopped_before_transform(cfg, "split 'test' has no examples: add images under test/<class>/")
 

@@ -336,3 +336,93 @@ def test_selection_and_frozen_bn_hold_under_mirrored_strategy(backbone_dir, tmp_
         ["block2_conv/kernel:0", "block2_conv/bias:0", "block2_bn/gamma:0", "block2_bn/beta:0"]
     )
     assert result["changed"] == result["chosen"]
+
+
+# ---- the backbone's input range ------------------------------------------------------------------------------
+def _declare(module_dir: str, value_range) -> None:
+    """A graft_backbone.json beside the module declaring its input range (as Graft's own modules do)."""
+    from graft.components import backbones
+
+    loaded = tf.saved_model.load(module_dir)
+    meta = {
+        "graft_backbone_format": backbones.METADATA_FORMAT,
+        "variant": "feature_vector",
+        "height": SIZE,
+        "width": SIZE,
+        "output_size": 16,
+        "num_variables": len(loaded.variables),
+        "num_trainable_variables": len(loaded.trainable_variables),
+        "saved_model_sha256": backbones._sha256_of(os.path.join(module_dir, "saved_model.pb")),
+        "value_range": list(value_range),
+    }
+    Path(module_dir, backbones.METADATA_FILE).write_text(json.dumps(meta))
+
+
+def test_a_module_declaring_minus_one_to_one_gets_minus_one_to_one_inputs(tmp_path):
+    from graft.components import backbones
+
+    module_dir = make_test_backbone(tmp_path / "m")
+    _declare(module_dir, [-1.0, 1.0])
+    info = backbones.resolve_backbone(module_dir)
+    assert info.value_range == (-1.0, 1.0) and info.value_range_source == backbones.METADATA_FILE
+    value_range, source = backbones.effective_value_range(info, None)
+    assert value_range == (-1.0, 1.0) and "declared by the module" in source
+    assert backbones.effective_value_range(info, [-1, 1])[0] == (-1.0, 1.0)  # an agreeing key is fine
+    model = model_lib.build_classifier(info, 3, train_cfg())
+    to_range = tf.keras.Model(model.input, model.get_layer("to_backbone_range").output)
+    pixels = np.stack([np.zeros((SIZE, SIZE, 3), np.uint8), np.full((SIZE, SIZE, 3), 255, np.uint8)])
+    out = to_range(pixels, training=False).numpy()
+    assert out.min() == pytest.approx(-1.0) and out.max() == pytest.approx(1.0)
+    # A key contradicting the declaration is refused, naming the key.
+    with pytest.raises(backbones.BackboneError, match="backbone.value_range.*declares \\[-1.0, 1.0\\]"):
+        backbones.effective_value_range(info, [0, 1])
+
+
+def _saturating_backbone(path) -> str:
+    """Conv with positive weights + ReLU6 + pool, no declared range: fine on [0, 1], saturated on [0, 255]."""
+    tf.keras.utils.set_random_seed(0)
+    inputs = tf.keras.Input([SIZE, SIZE, 3])
+    x = tf.keras.layers.Conv2D(16, 3, kernel_initializer=tf.keras.initializers.RandomUniform(0.02, 0.05))(
+        inputs
+    )
+    x = tf.keras.layers.GlobalAveragePooling2D()(tf.keras.layers.ReLU(6.0)(x))
+    net = tf.keras.Model(inputs, x)
+    root = tf.train.Checkpoint(net=net)
+    root.variables, root.trainable_variables, root.regularization_losses = (
+        net.variables,
+        net.trainable_variables,
+        [],
+    )
+    fn = tf.function(lambda images, training=False: net(images, training=training))
+    for training in (False, True):
+        fn.get_concrete_function(tf.TensorSpec([None, SIZE, SIZE, 3], tf.float32), training)
+    root.__call__ = fn
+    tf.saved_model.save(root, str(path))
+    return str(path)
+
+
+def test_a_wrong_user_range_is_caught_by_the_one_batch_sanity_check(tmp_path):
+    from graft.components import backbones, feature_cache
+
+    info = backbones.resolve_backbone(_saturating_backbone(tmp_path / "sat"))
+    assert info.value_range_source == ""  # nothing declared: the config key decides
+    rng = np.random.default_rng(0)
+    levels = np.linspace(40, 220, 8)[:, None, None, None]
+    pixels = np.clip(levels + rng.normal(0, 20, (8, SIZE, SIZE, 3)), 0, 255).astype(np.uint8)
+
+    def features_for(configured):
+        info.value_range, source = backbones.effective_value_range(info, configured)
+        model = model_lib.build_classifier(info, 3, train_cfg())
+        x = feature_cache.feature_extractor(model)(pixels, training=False).numpy()
+        return x, source
+
+    x, source = features_for(None)  # TF Hub's [0, 1]: the right one for this module
+    assert feature_cache.sanity_check(x, value_range=(0, 1), range_source=source, handle="sat")["images"] == 8
+    x, source = features_for([0, 255])  # the user's mistake: raw pixel values
+    assert source == "config key backbone.value_range"
+    with pytest.raises(feature_cache.FeatureCheckError, match="same for every image.*backbone.value_range"):
+        feature_cache.sanity_check(x, value_range=(0, 255), range_source=source, handle="sat")
+    with pytest.raises(feature_cache.FeatureCheckError, match="NaN or infinite"):
+        feature_cache.sanity_check(
+            np.array([[np.nan, 1.0], [0.0, 1.0]]), value_range=(0, 1), range_source="", handle="x"
+        )

@@ -245,3 +245,20 @@ def test_configured_classes_fix_the_label_order(tmp_path):
     tto = tft.TFTransformOutput(str(tmp_path / "out"))
     assert [v.decode() for v in tto.vocabulary_by_name(features.LABEL_VOCAB_NAME)] == ["dog", "bird", "cat"]
     assert preprocessing.order_classes([b"zebra", b"cat"], ["dog", "cat"]) == ["dog", "cat", "zebra"]
+
+
+def test_crop_fraction_keeps_the_centre_before_the_resize():
+    import tensorflow as tf
+
+    image = np.zeros((40, 40, 3), np.uint8)
+    image[10:30, 10:30] = 200  # a bright centre square, half of each side
+    whole = preprocessing.resize_to_uint8(tf.constant(image), 20, 20).numpy()
+    centre = preprocessing.resize_to_uint8(tf.constant(image), 20, 20, crop_fraction=0.5).numpy()
+    assert whole[0, 0, 0] == 0 and whole[10, 10, 0] == 200
+    assert (centre == 200).all()  # only the square is left, resized to the output size
+    from graft.pipeline.config import ConfigError
+
+    cfg = GraftConfig()
+    cfg.transform.crop_fraction = 0.0
+    with pytest.raises(ConfigError, match="transform.crop_fraction"):
+        cfg.validate()

@@ -23,7 +23,7 @@ import graft  # noqa: F401
 import tensorflow as tf
 from test_model import SIZE, backbone_spec, make_test_backbone, snapshot, train_cfg
 
-from graft.components import features, preprocessing, signatures
+from graft.components import feature_cache, features, preprocessing, signatures, training_loop
 from graft.components import model as model_lib
 from graft.components import trainer as trainer_lib
 
@@ -162,6 +162,18 @@ def data(tmp_path_factory):
     }
 
 
+def transformed_pixels(data, images: list[bytes]) -> tf.Tensor:
+    """Raw encoded images through the Transform graph (as training saw them) -> uint8 [N, SIZE, SIZE, 3]."""
+    transformed = data["tft_output"].transform_raw_features(
+        {features.IMAGE_KEY: tf.constant(images)}, drop_unused_features=True
+    )
+    return tf.map_fn(
+        lambda s: features.decode_transformed_image(s, SIZE, SIZE),
+        transformed[features.TRANSFORMED_IMAGE_KEY],
+        fn_output_signature=tf.uint8,
+    )
+
+
 # ---- input_fn -----------------------------------------------------------------------------------------------
 def test_input_fn_streams_uint8_images_and_labels(data):
     ds = trainer_lib.input_fn(data["train_files"], data["tft_output"], 8, SIZE, SIZE, 3, shuffle=False)
@@ -239,13 +251,16 @@ def test_two_phases_history_one_epoch_axis_and_tensorboard(data, tmp_path):
     before = snapshot(layer.resolved_object.variables)
     train, val = _datasets(data)
     tb = str(tmp_path / "model_run")
-    history = trainer_lib.train_two_phases(model, train, val, cfg, 3, tensorboard_dir=tb)
+    history = training_loop.train_two_phases(model, train, val, cfg, 3, tensorboard_dir=tb)
 
     epochs = history["epochs"]
     assert [(r["phase"], r["epoch"]) for r in epochs] == [(1, 0), (1, 1), (1, 2), (2, 3), (2, 4)]
     for r in epochs:
         assert {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"} <= set(r)
-    assert [r["learning_rate"] for r in epochs] == pytest.approx([0.01] * 3 + [1e-3] * 2)
+    lrs = [r["learning_rate"] for r in epochs]
+    assert lrs[:3] == pytest.approx([0.01] * 3)
+    # Phase 2: warm-up then cosine decay from 1e-3 towards 0 at its last step.
+    assert 0 <= lrs[4] < lrs[3] < 1e-3
     assert [p["trainable_backbone_variables"] for p in history["phases"]] == [0, 4]
     sel = history["selected"]
     best = min(epochs, key=lambda r: r["val_loss"])
@@ -322,14 +337,7 @@ def test_serving_default_on_raw_bytes_equals_the_model_on_transform_output(data,
     served = loaded.signatures["serving_default"](image_bytes=tf.constant(images))
 
     # The same images through Transform's output (as training saw them) and the in-memory Keras model.
-    transformed = data["tft_output"].transform_raw_features(
-        {features.IMAGE_KEY: tf.constant(images)}, drop_unused_features=True
-    )
-    pixels = tf.map_fn(
-        lambda s: features.decode_transformed_image(s, SIZE, SIZE),
-        transformed[features.TRANSFORMED_IMAGE_KEY],
-        fn_output_signature=tf.uint8,
-    )
+    pixels = transformed_pixels(data, images)
     expected = tf.nn.softmax(model(pixels, training=False)).numpy()
     delta = np.abs(served["probabilities"].numpy() - expected).max()
     assert delta <= 1e-5, delta
@@ -626,6 +634,12 @@ def test_device_choice_on_cpu(caplog):
     auto = trainer_lib.choose_device("auto")
     assert not auto.mixed_precision and auto.description.startswith("CPU") and "float32" in auto.description
     assert not trainer_lib.choose_device("off").mixed_precision
+    half = trainer_lib.choose_device("auto", "float16")  # even a float16 backbone: off on CPU, and said so
+    assert (
+        not half.mixed_precision
+        and "auto: no GPU" in half.description
+        and "backbone float16" in half.description
+    )
     forced = trainer_lib.choose_device("on")
     assert forced.mixed_precision and "mixed_float16" in forced.description
     with trainer_lib.precision_policy(True):
@@ -635,7 +649,10 @@ def test_device_choice_on_cpu(caplog):
 
 @pytest.mark.gpu
 def test_gpu_gets_mixed_precision_and_trains(requires_gpu, data):
-    device = trainer_lib.choose_device("auto")
+    # 'auto' with a float32 backbone stays float32 (nothing but dropout would take the policy); 'on' forces it.
+    assert not trainer_lib.choose_device("auto", "float32").mixed_precision
+    assert trainer_lib.choose_device("auto", "float16").mixed_precision
+    device = trainer_lib.choose_device("on")
     assert device.mixed_precision and "GPU" in device.description
     n_gpus = len(tf.config.list_physical_devices("GPU"))
     assert isinstance(device.strategy, tf.distribute.MirroredStrategy) == (n_gpus > 1)
@@ -644,7 +661,7 @@ def test_gpu_gets_mixed_precision_and_trains(requires_gpu, data):
         with device.strategy.scope():
             model = model_lib.build_classifier(backbone_spec(data["backbone"]), 3, cfg)
         train, val = _datasets(data)
-        history = trainer_lib.train_two_phases(model, train, val, cfg, 3, strategy=device.strategy)
+        history = training_loop.train_two_phases(model, train, val, cfg, 3, strategy=device.strategy)
     assert model.get_layer("dropout").compute_dtype == "float16"
     assert model.output.dtype == tf.float32
     assert np.isfinite([r["loss"] for r in history["epochs"]]).all()
@@ -682,7 +699,144 @@ def test_steps_per_epoch_caps_a_repeated_train_stream(data):
         data["train_files"], data["tft_output"], 8, SIZE, SIZE, 3, shuffle=True, seed=1, repeat=True
     )
     val = trainer_lib.input_fn(data["val_files"], data["tft_output"], 8, SIZE, SIZE, 3, shuffle=False)
-    trainer_lib.train_two_phases(model, train, val, cfg, 3)
+    training_loop.train_two_phases(model, train, val, cfg, 3)
     # 2 phase-1 epochs + 1 phase-2 epoch of 2 steps each; the step counter of the last fit() counts its own.
     assert int(model._train_counter.numpy()) == 2
     assert int(model.optimizer.iterations.numpy()) == 2
+
+
+# ---- phase 1 on cached features ------------------------------------------------------------------------------
+def _no_randomness_cfg(**kw):
+    """Augmentation and dropout off, so images and cached features feed the head the same numbers."""
+    cfg = train_cfg(dropout=0.0, fine_tune_fraction=0.0, phase1_learning_rate=0.02, batch_size=8, **kw)
+    cfg.augment.enabled = False
+    return cfg
+
+
+def test_cached_features_phase1_equals_phase1_on_images(data):
+    """Same data order (no shuffle), same seed, augmentation and dropout off: the same head, to 1e-5."""
+    cfg = _no_randomness_cfg(phase1_epochs=4, phase1_patience=10)
+    train = trainer_lib.tfxio_input_fn(
+        data["train_files"], data["tft_output"], 8, SIZE, SIZE, 3, shuffle=False
+    )
+    # A known number of batches, as run_fn gives it: tf-keras's epochs over a stream of unknown length drift from
+    # the same epochs over a sized one (measured: 2e-3 on the head after 2 epochs), whatever the features.
+    train = train.apply(tf.data.experimental.assert_cardinality(4))
+    val = trainer_lib.tfxio_input_fn(data["val_files"], data["tft_output"], 8, SIZE, SIZE, 3, shuffle=False)
+
+    tf.keras.utils.set_random_seed(5)
+    on_images = model_lib.build_classifier(backbone_spec(data["backbone"]), 3, cfg)
+    init = [v.numpy() for v in model_lib.head_variables(on_images)]
+    h_images = training_loop.train_two_phases(on_images, train, val, cfg, 3)
+
+    tf.keras.utils.set_random_seed(5)
+    on_features = model_lib.build_classifier(backbone_spec(data["backbone"]), 3, cfg)
+    for a, b in zip(init, model_lib.head_variables(on_features), strict=True):
+        np.testing.assert_array_equal(a, b.numpy())  # the same starting head
+    extractor = feature_cache.feature_extractor(on_features)
+    cached = (feature_cache.extract(extractor, train), feature_cache.extract(extractor, val))
+    assert cached[0].count == 30 and cached[1].count == 12
+    h_features = training_loop.train_two_phases(
+        on_features, train, val, cfg, 3, cached=cached, shuffle_features=False
+    )
+
+    assert [p["on"] for p in h_images["phases"]] == ["images"]
+    assert [p["on"] for p in h_features["phases"]] == ["cached features"]
+    for a, b in zip(model_lib.head_variables(on_images), model_lib.head_variables(on_features), strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(
+        [r["val_loss"] for r in h_images["epochs"]], [r["val_loss"] for r in h_features["epochs"]], atol=1e-5
+    )
+    # The head trained in place: the classifier's own logits layer, not a copy.
+    assert any(np.abs(v.numpy()).sum() > 0 for v in model_lib.head_variables(on_features))
+
+
+def test_exported_model_is_backbone_plus_head(data, tmp_path):
+    """The SavedModel served on raw bytes == softmax(features(backbone) @ W + b) computed outside it."""
+    import tensorflow_hub as hub
+
+    cfg = _no_randomness_cfg(phase1_epochs=30, phase1_patience=5)
+    train = trainer_lib.tfxio_input_fn(
+        data["train_files"], data["tft_output"], 8, SIZE, SIZE, 3, shuffle=True
+    )
+    val = trainer_lib.tfxio_input_fn(data["val_files"], data["tft_output"], 8, SIZE, SIZE, 3, shuffle=False)
+    model = model_lib.build_classifier(backbone_spec(data["backbone"]), 3, cfg)
+    extractor = feature_cache.feature_extractor(model)
+    cached = (feature_cache.extract(extractor, train), feature_cache.extract(extractor, val))
+    history = training_loop.train_two_phases(model, train, val, cfg, 3, cached=cached)
+    assert history["phases"][0]["epochs_run"] >= 2
+    export_dir = str(tmp_path / "Format-Serving")
+    signatures.export_model(model, data["tft_output"], export_dir, SIZE, SIZE)
+
+    images = [img for img, _ in data["val"]]
+    served = tf.saved_model.load(export_dir).signatures["serving_default"](image_bytes=tf.constant(images))
+    pixels = transformed_pixels(data, images)
+    module = hub.load(data["backbone"])  # the backbone alone, loaded afresh
+    feats = module(tf.cast(pixels, tf.float32) / 255.0, training=False).numpy()
+    kernel, bias = (v.numpy() for v in model_lib.head_variables(model))
+    logits = feats @ kernel + bias
+    expected = np.exp(logits - logits.max(1, keepdims=True))
+    expected /= expected.sum(1, keepdims=True)
+    np.testing.assert_allclose(served["probabilities"].numpy(), expected, atol=1e-5)
+
+
+def test_tfxio_reader_gives_the_same_examples_as_the_tfrecord_reader(data):
+    def rows(ds):
+        batches = list(ds.as_numpy_iterator())
+        x = np.concatenate([b[0] for b in batches]).reshape(len(data["train"]), -1)
+        y = np.concatenate([b[1] for b in batches])
+        return sorted(zip(y.tolist(), x.sum(1).tolist(), strict=True))
+
+    args = (data["train_files"], data["tft_output"], 8, SIZE, SIZE, 3)
+    assert rows(trainer_lib.tfxio_input_fn(*args, shuffle=False)) == rows(
+        trainer_lib.input_fn(*args, shuffle=False)
+    )
+    a = next(iter(trainer_lib.tfxio_input_fn(*args[:2], 30, SIZE, SIZE, 3, shuffle=True, seed=7)))[1]
+    b = next(iter(trainer_lib.tfxio_input_fn(*args[:2], 30, SIZE, SIZE, 3, shuffle=True, seed=7)))[1]
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+    with pytest.raises(tf.errors.InvalidArgumentError, match="outside \\[0, 2\\)"):
+        list(trainer_lib.tfxio_input_fn(*args[:5], 2, shuffle=False).as_numpy_iterator())
+
+
+def test_time_budget_stops_phase_two_and_a_too_small_budget_skips_it(data):
+    import time
+
+    cfg = train_cfg(phase1_epochs=2, phase2_epochs=50, fine_tune_fraction=0.5, early_stopping_patience=50)
+    model = model_lib.build_classifier(backbone_spec(data["backbone"]), 3, cfg)
+    train, val = _datasets(data)
+    # Estimated epoch longer than what is left: phase 2 steps aside, and says why.
+    history = training_loop.train_two_phases(
+        model, train, val, cfg, 3, deadline=time.monotonic() + 60, phase2_epoch_estimate=1e6
+    )
+    assert [p["phase"] for p in history["phases"]] == [1]
+    assert "train.max_minutes" in history["phase2_skipped"]
+    # A budget spent once fine-tuning runs: it stops after its first batch; validation still runs, best kept.
+    model_lib.set_phase(model, 2)
+    p2 = training_loop.fit_phase(
+        model,
+        2,
+        train,
+        val,
+        on="augmented images",
+        epochs=50,
+        initial_epoch=0,
+        learning_rate=1e-4,
+        patience=50,
+        num_classes=3,
+        label_smoothing=0.0,
+        class_weight=None,
+        tensorboard_dir=None,
+        steps_per_epoch=None,
+        strategy=tf.distribute.get_strategy(),
+        trainable_backbone_variables=4,
+        deadline=time.monotonic(),
+    )
+    assert p2.stopped_by_budget and len(p2.epochs) == 1 and "val_loss" in p2.epochs[0]
+
+
+def test_warmup_cosine_schedule():
+    s = training_loop.WarmupCosine(1e-3, warmup_steps=4, total_steps=12)
+    lrs = [float(s(i)) for i in range(12)]
+    assert lrs[:4] == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3])
+    assert lrs[4] == pytest.approx(1e-3) and all(a > b for a, b in zip(lrs[4:], lrs[5:], strict=False))
+    assert float(s(12)) == pytest.approx(0.0, abs=1e-12)
