@@ -342,6 +342,7 @@ def test_selection_and_frozen_bn_hold_under_mirrored_strategy(backbone_dir, tmp_
 def _declare(module_dir: str, value_range) -> None:
     """A graft_backbone.json beside the module declaring its input range (as Graft's own modules do)."""
     from graft.components import backbones
+    from graft.components.backbones import metadata as bb_metadata
 
     loaded = tf.saved_model.load(module_dir)
     meta = {
@@ -352,7 +353,7 @@ def _declare(module_dir: str, value_range) -> None:
         "output_size": 16,
         "num_variables": len(loaded.variables),
         "num_trainable_variables": len(loaded.trainable_variables),
-        "saved_model_sha256": backbones._sha256_of(os.path.join(module_dir, "saved_model.pb")),
+        "saved_model_sha256": bb_metadata._sha256_of(os.path.join(module_dir, "saved_model.pb")),
         "value_range": list(value_range),
     }
     Path(module_dir, backbones.METADATA_FILE).write_text(json.dumps(meta))

@@ -208,6 +208,7 @@ def test_transform_settings_come_from_custom_config():
         "width": 12,
         "resize_method": "area",
         "antialias": False,
+        "crop_fraction": 1.0,
         "classes": ["b", "a"],
     }
     with pytest.raises(ValueError, match="preprocessing_fn needs custom_config"):
