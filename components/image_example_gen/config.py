@@ -7,6 +7,7 @@ the assembled config (graft.pipeline.config) and the CLI's ``--help`` import it.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -59,3 +60,15 @@ class DataConfig:
         )
         for c in self.classes:
             check_safe_name(c, "data.classes")
+
+
+def normalize_data_path(path: str) -> str:
+    """One spelling per location, before the path reaches any cache key: a local path absolute, ``~`` expanded,
+    ``.``/``..`` and trailing slashes gone; a URL (gs://, s3://) without trailing slashes."""
+    path = (path or "").strip()
+    if not path:
+        return path
+    if "://" in path:
+        scheme, _, rest = path.partition("://")
+        return f"{scheme}://{rest.rstrip('/')}" if rest.strip("/") else path
+    return os.path.normpath(os.path.abspath(os.path.expanduser(path)))

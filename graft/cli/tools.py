@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from graft.cli.common import _load
+from graft.cli.common import PRECEDENCE, _load
 from graft.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 
@@ -38,12 +38,12 @@ def config_group() -> None:
     """Inspect the effective config."""
 
 
-@config_group.command("show")
+@config_group.command("show", epilog=PRECEDENCE)
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML config file.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Config override.")
 def config_show(config_file, overrides):
-    """Print the effective config (defaults <- file <- --set) as YAML."""
-    cfg = _load(config_file, overrides, None)
+    """Print the effective config (defaults < --config file < --set) as YAML."""
+    cfg = _load(config_file, overrides)
     click.echo(cfg.to_yaml(), nl=False)
 
 
