@@ -84,28 +84,12 @@ def class_names_hint(config: GraftConfig, layout) -> list[str] | None:
     it the Evaluator still computes accuracy, the per-label slices and the confusion matrix."""
     if config.data.classes:
         return list(config.data.classes)
-    from graft.components.image_example_gen import files
-    from graft.components.image_example_gen.layout import SPAN_DIR_RE
+    from graft.components.image_example_gen.layout import class_folders
 
     try:
-        root = layout.input_base
-        if layout.spans:
-            spans = sorted(
-                (int(m.group(1)), n) for n, d in files.list_dir(root) if d and (m := SPAN_DIR_RE.match(n))
-            )
-            root = files.join(root, spans[-1][1])
-        if layout.form == "folders":
-            names = {n for n, d in files.list_dir(root) if d}
-        elif layout.form == "presplit":
-            names = {
-                c
-                for split, d in files.list_dir(root)
-                if d
-                for c, cd in files.list_dir(files.join(root, split))
-                if cd
-            }
-        else:
-            return None
+        names = class_folders(layout.form, layout.input_base)
     except Exception:  # noqa: BLE001 - a hint only; the DAG is correct without it
+        return None
+    if names is None:
         return None
     return sorted(names) if len(names) >= 2 else None

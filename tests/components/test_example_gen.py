@@ -616,3 +616,30 @@ def test_runner_choice_picks_the_write_path():
     assert is_distributed(["--runner=DataflowRunner", "--project=p"])
     assert is_distributed(["--runner=PortableRunner", "--job_endpoint=localhost:8099"])
     assert not is_distributed(["--runner=DataflowRunner", "--runner=DirectRunner"])  # the last one wins
+
+
+def test_bad_files_and_empty_class_folders_are_reported_together(tmp_path):
+    """One stop names the bad files AND the class folders without a usable image (not one per run)."""
+    data = tmp_path / "data"
+    make_tree(data, per_class=10)
+    write(data / "dog" / "broken.jpg", truncated_jpeg())
+    write(data / "zebra" / "notes.txt", b"not an image")  # a class folder with no usable image
+    (data / "fish").mkdir()  # an empty class folder
+    with pytest.raises(TooManyBadFilesError) as e:
+        run_example_gen(_config(tmp_path, data))
+    msg = str(e.value)
+    assert "dog/broken.jpg: truncated or corrupt JPEG" in msg
+    assert "Class folders without any usable image: fish, zebra" in msg
+
+
+def test_three_spellings_of_one_folder_are_one_execution(tmp_path, monkeypatch):
+    """data.path is normalised before it reaches the cache key: DIR, DIR/ and a relative path run ExampleGen once."""
+    from data_helpers import executions
+
+    data = tmp_path / "data"
+    make_tree(data, per_class=6)
+    monkeypatch.chdir(tmp_path)
+    for spelling in (str(data), str(data) + "/", "./data/../data"):
+        run_example_gen(_config(tmp_path, spelling))
+    states = executions(str(tmp_path / "runs" / "eg" / "metadata.sqlite"))
+    assert sorted(next(iter(states.values()))) == ["CACHED", "CACHED", "COMPLETE"], states
