@@ -263,7 +263,9 @@ def schedule_cmd(
     root,
     as_json,
 ):
-    """Schedule recurring training runs (each reads the newest data span; only a better model is pushed).
+    """Schedule recurring training runs (each reads the newest data span; a model is pushed only when it is at
+    least as good as the last blessed one: evaluation.max_accuracy_drop=0; set it negative, e.g. -0.005, to push
+    only a real improvement).
 
     At most one run at a time: Vertex max_concurrent_run_count=1, KFP max_concurrency=1, and locally `graft run`
     holds a lock on its run root (an overlapping run exits with a message). Exit codes: 0 ok, 1 failed, 2 usage.
