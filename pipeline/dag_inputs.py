@@ -58,6 +58,16 @@ def resolve(config: GraftConfig, read_data: bool = True) -> DagInputs:
         class_names = list(config.data.classes)
     else:
         class_names = class_names_hint(config, layout) if read_data else None
+    weights = config.train.class_weights
+    if (
+        isinstance(weights, dict) and class_names and not config.data.classes
+    ):  # data.classes: checked in config
+        unknown = sorted(set(weights) - set(class_names))
+        if unknown:
+            raise ConfigError(
+                f"config key 'train.class_weights': class(es) {', '.join(unknown)} are not class folders of "
+                f"{config.data.path} ({', '.join(class_names)}); use the folder names"
+            )
     return DagInputs(layout=layout, class_names=class_names, schema_text=schema_text(config))
 
 

@@ -34,6 +34,8 @@ class ImageExampleGen(FileBasedExampleGen):
             "max_image_pixels": float(data.max_image_pixels),
             "data_path": normalize_data_path(data.path),
         }
+        if data.allowed_roots and data_layout.form == "csv":  # only then: the cache key of other runs stays
+            settings["allowed_roots"] = [normalize_data_path(r) for r in data.allowed_roots]
         carve = data_layout.carve(data)
         if carve:  # only then: a val_fraction change must not re-run ExampleGen on a fully pre-split tree
             settings["carve"] = carve

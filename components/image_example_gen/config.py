@@ -38,6 +38,9 @@ class DataConfig:
     # ships (schemas/image_classification/schema.pbtxt). `graft schema infer --data DIR` writes a starting
     # point. Read when the pipeline is built; its label domain is filled in at run time.
     schema_path: str = ""
+    # Folders (or gs:// prefixes) outside a CSV manifest's own folder that its rows may point into. Empty: every
+    # row must point inside the manifest's folder (a row such as ../elsewhere/x.jpg is a bad row, listed).
+    allowed_roots: list[str] = field(default_factory=list)
 
     def validate(self) -> None:
         for k in ("train_fraction", "val_fraction", "test_fraction"):

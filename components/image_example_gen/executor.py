@@ -100,7 +100,7 @@ def _list_split(pipeline, n: str, settings: dict, input_base: str, pattern: str,
         listed_bad: list[dict] = []
     else:
         if form == "csv":
-            candidates, listed_bad = csv_candidates(input_base, pattern)
+            candidates, listed_bad = csv_candidates(input_base, pattern, settings.get("allowed_roots") or ())
         else:
             candidates, listed_bad, ignored = folder_candidates(input_base, pattern)
         items = _stable_order(

@@ -306,3 +306,14 @@ def test_quiet_and_json_keep_stdout_for_the_summary(capfd):
     out, err = capfd.readouterr()
     assert out == "summary\n"
     assert "Epoch 1/2" in err and "written to fd 1" in err
+
+
+def test_class_weights_are_checked_against_the_class_folders_before_anything_runs(tmp_path):
+    from data_helpers import make_tree
+
+    from graft.pipeline import dag_inputs
+
+    make_tree(tmp_path / "data", per_class=1)
+    cfg = load_config(None, [f"data.path={tmp_path / 'data'}", "train.class_weights={cat: 2, dgo: 1}"])
+    with pytest.raises(ConfigError, match=r"class\(es\) dgo are not class folders of .*\(bird, cat, dog\)"):
+        dag_inputs.resolve(cfg)

@@ -229,7 +229,8 @@ def test_csv_manifest_form(tmp_path):
         w.writerow(["path", "label"])
         w.writerows(rows)
         f.write("photos/x.jpg,cat,extra\n")
-    uri, _, rep = run_example_gen(_config(tmp_path, data / "manifest.csv", max_bad_fraction=0.3))
+    cfg = _config(tmp_path, data / "manifest.csv", max_bad_fraction=0.3, allowed_roots=[str(imgs) + "/"])
+    uri, _, rep = run_example_gen(cfg)
     assert rep["form"] == "csv" and rep["classes"] == ["cat", "dog"]
     assert rep["num_examples"] == 16 and rep["num_skipped"] == 4
     by_path = split_of_paths(uri)
@@ -643,3 +644,25 @@ def test_three_spellings_of_one_folder_are_one_execution(tmp_path, monkeypatch):
         run_example_gen(_config(tmp_path, spelling))
     states = executions(str(tmp_path / "runs" / "eg" / "metadata.sqlite"))
     assert sorted(next(iter(states.values()))) == ["CACHED", "CACHED", "COMPLETE"], states
+
+
+def test_csv_rows_are_confined_to_the_manifest_folder_unless_allowed(tmp_path):
+    from graft.components.image_example_gen.listing import csv_candidates
+
+    data, elsewhere = tmp_path / "data", tmp_path / "elsewhere"
+    write(data / "in.png", image_bytes(seed=1))
+    write(elsewhere / "out.png", image_bytes(seed=2))
+    write(
+        data / "m.csv",
+        f"path,label\nin.png,cat\n../elsewhere/out.png,dog\n{elsewhere / 'out.png'},dog\n".encode(),
+    )
+    good, bad = csv_candidates(str(data), "m.csv")
+    assert [c.rel for c in good] == ["in.png"]
+    assert len(bad) == 2 and all("outside the manifest's folder" in b["reason"] for b in bad)
+    assert all("data.allowed_roots" in b["reason"] for b in bad)
+    good, bad = csv_candidates(str(data), "m.csv", [str(elsewhere)])
+    assert (
+        len(good) == 2
+        and [b["reason"] for b in bad] == [bad[0]["reason"]]
+        and "listed again" in bad[0]["reason"]
+    )
