@@ -317,3 +317,10 @@ def test_class_weights_are_checked_against_the_class_folders_before_anything_run
     cfg = load_config(None, [f"data.path={tmp_path / 'data'}", "train.class_weights={cat: 2, dgo: 1}"])
     with pytest.raises(ConfigError, match=r"class\(es\) dgo are not class folders of .*\(bird, cat, dog\)"):
         dag_inputs.resolve(cfg)
+
+
+def test_doctor_says_a_read_only_file_system_is_not_writable():
+    """/sys is read-only even for root (os.access says writable there; `graft run` then refuses the root)."""
+    from graft.pipeline.doctor import _can_write
+
+    assert _can_write(Path("/sys")) is False
