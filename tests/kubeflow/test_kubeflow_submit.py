@@ -377,7 +377,8 @@ def test_local_schedule_prints_cron_and_systemd_entries_whose_command_steps_asid
     graft = shutil.which("graft") or str(Path(os.sys.executable).with_name("graft"))
     line = out["crontab"].splitlines()[-1]
     assert line.startswith(
-        f"30 2 * * * cd {os.getcwd()} && {graft} run --config {cfg} --data {data} --backbone tiny "
+        f"30 2 * * * cd {os.getcwd()} && mkdir -p {tmp_path / 'runs' / 'nightly'} && {graft} run --config {cfg} "
+        f"--data {data} --backbone tiny "
     )
     assert line.endswith(f">> {tmp_path / 'runs' / 'nightly' / 'schedule.log'} 2>&1")
     assert "OnCalendar=*-*-* 02:30:00" in out["timer"] and "Persistent=true" in out["timer"]
