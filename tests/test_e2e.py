@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -137,7 +138,8 @@ def test_quiet_run_prints_only_the_summary_on_stdout(world, first_run):
     ]
     for s in FAST:
         args += ["--set", s]
-    out = subprocess.run(args, capture_output=True, text=True, timeout=900, check=False)
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # conftest sets it for itself
+    out = subprocess.run(args, capture_output=True, text=True, timeout=900, check=False, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     lines = out.stdout.splitlines()
     assert lines and all(line.startswith("[graft] ") for line in lines), out.stdout
