@@ -402,3 +402,19 @@ def test_local_schedule_needs_data_and_backbone(tmp_path):
     assert res.exit_code == 2 and "needs data.path and backbone.handle" in res.stderr
     res = invoke("schedule", "--target", "vertex", "--cron", "0 3 * * *")
     assert res.exit_code == 2 and "--pipeline is required" in res.stderr
+
+
+def test_submit_flags_beat_the_config_file(specs, no_credentials, tmp_path):
+    """Precedence: defaults < --config < --set < the command's own flags (--project, --region)."""
+    cfg = tmp_path / "k.yaml"
+    cfg.write_text("kubeflow: {project: file-project, region: us-east1}\n")
+    res = invoke(
+        "submit", "--pipeline", specs["vertex"], "--config", str(cfg), "--set", "kubeflow.region=europe-west1",
+        "--project", "flag-project", "--dry-run",
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["request"]["parent"] == "projects/flag-project/locations/europe-west1"
+    res = invoke(
+        "submit", "--pipeline", specs["vertex"], "--config", str(cfg), "--region", "asia-east1", "--dry-run"
+    )
+    assert json.loads(res.output)["request"]["parent"] == "projects/file-project/locations/asia-east1"
