@@ -289,9 +289,7 @@ def schedule_cmd(
             args = []
             if config_file:
                 args += ["--config", str(Path(config_file).absolute())]
-            data_arg = (
-                cfg.data.path if "://" in cfg.data.path else str(Path(cfg.data.path).expanduser().absolute())
-            )
+            data_arg = cfg.data.path  # already normalised (absolute) by the config loader
             args += [
                 "--data",
                 data_arg,
