@@ -5,8 +5,8 @@ Trainer is cached, so the candidate *is* that latest blessed model: the Evaluato
 the candidate itself), it re-runs, blesses the model against itself, and the Pusher pushes the same model again
 as a new version. Nothing changed, yet work was redone and a duplicate version appeared.
 
-Comparing a candidate with the latest blessed model created *before* it is what "retrain and push only a better
-model" means, and it keeps the Evaluator's inputs stable across unchanged reruns, so every component is cached.
+Comparing a candidate with the latest blessed model created *before* it is what "retrain and push a model at least
+as good as the last blessed one" means, and it keeps the Evaluator's inputs stable across unchanged reruns, so every component is cached.
 
 Kubeflow V2 compiles only TFX's two built-in resolver policies, so the cluster DAG uses
 ``LatestBlessedModelStrategy`` (there every scheduled run trains on a new span, so the candidate is always new).

@@ -63,7 +63,7 @@ def collect_examples(data: DataConfig, limit: int) -> tuple[list[bytes], int]:
     candidates = []
     for pattern in patterns.values():
         if lay.form == "csv":
-            good, listed_bad = executor.csv_candidates(lay.input_base, pattern)
+            good, listed_bad = executor.csv_candidates(lay.input_base, pattern, data.allowed_roots)
         else:
             good, listed_bad, _ = executor.folder_candidates(lay.input_base, pattern)
         candidates.extend(good)

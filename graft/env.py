@@ -14,13 +14,24 @@ import os
 import sys
 
 LEGACY_KERAS_VAR = "TF_USE_LEGACY_KERAS"
+TF_LOG_VAR = "TF_CPP_MIN_LOG_LEVEL"
+# What the user set before Graft touched it (None: nothing): an explicit setting always wins.
+_USER_TF_LOG_LEVEL = os.environ.get(TF_LOG_VAR)
 
 
 def force_legacy_keras() -> None:
     """Select tf-keras (Keras 2) for this process and its children. Call before importing TensorFlow."""
     os.environ[LEGACY_KERAS_VAR] = "1"
-    # TensorFlow's C++ INFO/WARNING chatter drowns the pipeline's own log; users can still override it.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # TensorFlow's C++ start-up chatter (INFO/WARNING, and the three "E ... Unable to register cuDNN/cuFFT/cuBLAS
+    # factory" lines every CPU-only import prints) drowns the pipeline's own log: off unless -v (see
+    # tensorflow_log_level). Real failures still surface as Python exceptions. Users can override it.
+    os.environ.setdefault(TF_LOG_VAR, "3")
+
+
+def tensorflow_log_level(verbose: bool) -> None:
+    """-v shows TensorFlow's C++ warnings and errors (level 1); otherwise none (3). The user's own setting wins."""
+    if _USER_TF_LOG_LEVEL is None:
+        os.environ[TF_LOG_VAR] = "1" if verbose else "3"
 
 
 def keras_flavour() -> str:

@@ -293,12 +293,45 @@ def compile_pipeline(
     cfg = GraftConfig.from_json(config.to_json())  # a private copy
     kf = cfg.kubeflow
     image = image or kf.image
+    problems: list[str] = []  # every missing or local key at once, not one per compile
+
+    def collect(check, *args) -> None:
+        try:
+            check(*args)
+        except ConfigError as e:
+            problems.append(str(e))
+
     if not image:
-        raise CompileError(
+        problems.append(
             "config key 'kubeflow.image': required (or pass --image): the image built from kubeflow/Dockerfile and "
             "pushed to a registry the cluster pulls from, e.g. us-central1-docker.pkg.dev/PROJECT/REPO/graft:1.0"
         )
-    check_image(image, "kubeflow.image")
+    else:
+        collect(check_image, image, "kubeflow.image")
+    root = kf.pipeline_root
+    collect(
+        _require_remote,
+        root,
+        "kubeflow.pipeline_root",
+        target,
+        local_paths,
+        "gs://BUCKET/graft/pipeline_root",
+    )
+    collect(
+        _require_remote,
+        cfg.push.serving_root,
+        "push.serving_root",
+        target,
+        local_paths,
+        "gs://BUCKET/graft/serving",
+    )
+    collect(_require_remote, cfg.data.path, "data.path", target, local_paths, "gs://BUCKET/graft/images")
+    if len(problems) == 1:
+        raise CompileError(problems[0])
+    if problems:
+        raise CompileError(
+            f"{len(problems)} problems stop this compile:\n" + "\n".join(f"  - {p}" for p in problems)
+        )
     kf.image = image
     trainer_image = kf.trainer_image or image
     notes: list[str] = []
@@ -307,20 +340,13 @@ def compile_pipeline(
             f"image {image!r} has no fixed tag: scheduled runs pull whatever it points to then; "
             "prefer an immutable tag or @sha256 digest"
         )
-
-    root = kf.pipeline_root
-    _require_remote(root, "kubeflow.pipeline_root", target, local_paths, "gs://BUCKET/graft/pipeline_root")
     if not root:
         root = str(cfg.pipeline_root)  # --local-paths without one: the local run root's
-    _require_remote(
-        cfg.push.serving_root, "push.serving_root", target, local_paths, "gs://BUCKET/graft/serving"
-    )
     serving_dir = (
         join_uri(cfg.push.serving_root, cfg.push.model_name)
         if cfg.push.serving_root
         else str(cfg.serving_model_dir)
     )
-    _require_remote(cfg.data.path, "data.path", target, local_paths, "gs://BUCKET/graft/images")
     info = cluster_backbone(cfg, backbone_info, local_paths=local_paths)
     if cfg.beam.runner == "direct" and not any(a.startswith("--runner") for a in cfg.beam.args):
         notes.append(
@@ -336,7 +362,26 @@ def compile_pipeline(
         )
 
     # The data is read only when the config does not declare its layout (data.format, a TFRecord glob).
-    inputs = dag_inputs.resolve(cfg, read_data=not dag_inputs.declares_layout(cfg))
+    hermetic = dag_inputs.declares_layout(cfg)
+    if not hermetic:
+        wanted = ["data.format=folders|tfrecord (or a TFRecord glob as data.path)", "data.use_spans=false"]
+        if not cfg.data.classes:
+            wanted.append("data.classes (for the per-class metrics)")
+        notes.append(
+            f"this compile read {cfg.data.path} to find its layout; to compile without touching the data (no "
+            f"network, no credentials) set {', '.join(wanted)}"
+        )
+    try:
+        inputs = dag_inputs.resolve(cfg, read_data=not hermetic)
+    except ConfigError:
+        raise
+    except Exception as e:  # noqa: BLE001 - an unreachable data location: say what and how to avoid reading it
+        raise CompileError(
+            f"config key 'data.path': cannot read {cfg.data.path} at compile time ({type(e).__name__}: "
+            f"{str(e).splitlines()[0][:200] if str(e) else e!r}). Check the path and your credentials "
+            "(gcloud auth application-default login), or declare the layout so that the compile reads no data: "
+            "data.format=folders|tfrecord with data.use_spans=false and data.classes=a,b,..."
+        ) from e
     pipeline = dag.create_pipeline(
         cfg, info, inputs, pipeline_root=root, serving_dir=serving_dir, for_kubeflow=True
     )

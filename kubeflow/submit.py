@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import re
 import shlex
 import sys
@@ -357,7 +358,10 @@ def local_schedule(
         )
     argv = [graft_exe, "run", *run_args]
     command = " ".join(shlex.quote(a) for a in argv)
-    cron_cmd = f"cd {shlex.quote(workdir)} && {command} >> {shlex.quote(log_file)} 2>&1"
+    # The log's folder (<root>/<name>/) may not exist yet on a fresh root: the shell opens the log before graft
+    # runs, so the line creates it first (else "Directory nonexistent" and the run never starts).
+    log_dir = os.path.dirname(log_file) or "."
+    cron_cmd = f"cd {shlex.quote(workdir)} && mkdir -p {shlex.quote(log_dir)} && {command} >> {shlex.quote(log_file)} 2>&1"
     crontab = (
         f"# Graft: scheduled training of '{name}' (add with `crontab -e`; runs never overlap: graft run takes a "
         "lock on its run root)\n" + f"{cron.five_fields} {cron_cmd.replace('%', chr(92) + '%')}\n"

@@ -5,9 +5,11 @@ Each component owns the dataclass of the section it reads (``data`` -> graft.com
 the sections only the pipeline and the Kubeflow layer read (``beam``, ``kubeflow``), assembles ``GraftConfig``,
 and loads it from files and overrides.
 
-A run's config is built from defaults, then an optional YAML file, then ``--set section.key=value`` overrides, in
-that order. Unknown keys, wrong types and out-of-range values are :class:`ConfigError`s that name the key and say
-what is allowed. The effective config travels into the TFX components as JSON (``custom_config``) so that the
+A run's config is built from defaults (and a command's own defaults, e.g. the demo's), then an optional YAML file,
+then ``--set section.key=value`` overrides, then the command's dedicated flags (``--data``, ``--backbone``,
+``--root``, ``--no-cache``, ...), in that order: the same for every command. Unknown keys (with a did-you-mean),
+wrong types and out-of-range values are :class:`ConfigError`s that name the key and say what is allowed; all the
+problems of one config are reported together. The effective config travels into the TFX components as JSON (``custom_config``) so that the
 Transform and Trainer modules read exactly what the user set, and it is stored with the run.
 
 This module must stay cheap to import (no TensorFlow): the CLI's ``--help`` imports it.
@@ -27,12 +29,19 @@ import yaml
 
 from graft.components.backbone_config import BackboneConfig
 from graft.components.evaluation_config import EvaluationConfig
-from graft.components.image_example_gen.config import DataConfig
+from graft.components.image_example_gen.config import DataConfig, normalize_data_path
 from graft.components.preprocessing_config import TransformConfig
 from graft.components.pusher_config import PushConfig
 from graft.components.trainer_config import AugmentConfig, TrainConfig
 from graft.errors import ConfigError
-from graft.settings import SAFE_NAME_RE, check_safe_name
+from graft.settings import (
+    SAFE_NAME_RE,
+    check_safe_name,
+    collecting,
+    raise_collected,
+    read_config_file,
+    yaml_problem,
+)
 from graft.settings import build as _build
 from graft.settings import check as _check
 
@@ -55,7 +64,9 @@ __all__ = [
     "check_image",
     "check_safe_name",
     "load_config",
+    "normalize_data_path",
     "parse_override",
+    "read_config_file",
 ]
 
 
@@ -344,12 +355,27 @@ class GraftConfig:
         return base / self.push.model_name
 
     def validate(self) -> GraftConfig:
-        check_safe_name(self.name, "name")
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            if dataclasses.is_dataclass(v):
-                v.validate()
+        """Every section's checks and the cross-field ones; all problems in one ConfigError."""
+        with collecting() as problems:
+            check_safe_name(self.name, "name")
+            for f in dataclasses.fields(self):
+                v = getattr(self, f.name)
+                if dataclasses.is_dataclass(v):
+                    v.validate()
+            self._check_across_sections()
+        raise_collected(problems)
         return self
+
+    def _check_across_sections(self) -> None:
+        weights = self.train.class_weights
+        if isinstance(weights, dict) and self.data.classes:
+            unknown = sorted(set(weights) - set(self.data.classes))
+            _check(
+                not unknown,
+                "train.class_weights",
+                f"class(es) {', '.join(unknown)} are not in data.classes ({', '.join(self.data.classes)}); "
+                "use the class names exactly as listed there",
+            )
 
     # ---- serialisation -----------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -363,15 +389,31 @@ class GraftConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GraftConfig:
-        return _build(cls, data, "").validate()
+        with collecting() as problems:  # the keys' types and the values' checks, reported together
+            cfg = _build(cls, data, "")
+            try:
+                cfg.validate()
+            except ConfigError as e:
+                problems.extend(p for p in _split_problems(str(e)) if p not in problems)
+        raise_collected(problems)
+        return cfg
 
     @classmethod
     def from_json(cls, text: str) -> GraftConfig:
         return cls.from_dict(json.loads(text))
 
 
+def _split_problems(message: str) -> list[str]:
+    lines = message.splitlines()
+    if len(lines) > 1 and lines[0].endswith("problems in the config:"):
+        return [line.removeprefix("  - ") for line in lines[1:]]
+    return [message]
+
+
 def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
     parts = dotted.split(".")
+    if not all(p.strip() for p in parts):
+        raise ConfigError(f"config key '{dotted}': empty key part; write section.key, e.g. train.batch_size")
     node = tree
     for p in parts[:-1]:
         child = node.setdefault(p, {})
@@ -388,11 +430,15 @@ def parse_override(text: str) -> tuple[str, Any]:
     key, raw = text.split("=", 1)
     key = key.strip()
     if not key:
-        raise ConfigError(f"--set {text!r}: empty key")
+        raise ConfigError(
+            f"--set {text!r}: empty key; write --set section.key=value, e.g. train.batch_size=16"
+        )
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as e:
-        raise ConfigError(f"--set {text!r}: value is not valid YAML ({e})") from None
+        raise ConfigError(
+            f"--set {text!r}: the value is not valid YAML ({yaml_problem(e)}); quote it"
+        ) from None
     return key, value
 
 
@@ -400,31 +446,25 @@ def load_config(
     path: str | os.PathLike | None = None,
     overrides: list[str] | tuple[str, ...] = (),
     base: dict[str, Any] | None = None,
+    flags: dict[str, Any] | None = None,
 ) -> GraftConfig:
-    """Defaults <- ``base`` (e.g. CLI flags like --data) <- YAML file <- ``--set`` overrides; validated."""
+    """Defaults <- ``base`` (a command's own defaults, e.g. the demo's) <- YAML file <- ``--set`` overrides <-
+    ``flags`` (the command's dedicated flags: --data, --backbone, --root, --no-cache, ...); validated, with every
+    problem reported at once. ``data.path`` comes out normalised (:func:`normalize_data_path`)."""
     tree: dict[str, Any] = {}
-    if base:
-        for k, v in base.items():
-            _set_path(tree, k, v)
+    for k, v in (base or {}).items():
+        _set_path(tree, k, v)
     if path:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(
-                f"config file {str(p)!r} does not exist (pass an existing YAML file to --config)"
-            )
-        try:
-            loaded = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"config file {str(p)!r} is not valid YAML: {e}") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(
-                f"config file {str(p)!r} must hold a mapping of sections, got {type(loaded).__name__}"
-            )
-        _merge(tree, loaded)
+        _merge(tree, read_config_file(path))
     for o in overrides:
         k, v = parse_override(o)
         _set_path(tree, k, v)
-    return GraftConfig.from_dict(tree)
+    for k, v in (flags or {}).items():
+        if v is not None:
+            _set_path(tree, k, v)
+    cfg = GraftConfig.from_dict(tree)
+    cfg.data.path = normalize_data_path(cfg.data.path)
+    return cfg
 
 
 def _merge(dst: dict[str, Any], src: dict[str, Any]) -> None:

@@ -58,6 +58,16 @@ def resolve(config: GraftConfig, read_data: bool = True) -> DagInputs:
         class_names = list(config.data.classes)
     else:
         class_names = class_names_hint(config, layout) if read_data else None
+    weights = config.train.class_weights
+    if (
+        isinstance(weights, dict) and class_names and not config.data.classes
+    ):  # data.classes: checked in config
+        unknown = sorted(set(weights) - set(class_names))
+        if unknown:
+            raise ConfigError(
+                f"config key 'train.class_weights': class(es) {', '.join(unknown)} are not class folders of "
+                f"{config.data.path} ({', '.join(class_names)}); use the folder names"
+            )
     return DagInputs(layout=layout, class_names=class_names, schema_text=schema_text(config))
 
 
@@ -84,28 +94,12 @@ def class_names_hint(config: GraftConfig, layout) -> list[str] | None:
     it the Evaluator still computes accuracy, the per-label slices and the confusion matrix."""
     if config.data.classes:
         return list(config.data.classes)
-    from graft.components.image_example_gen import files
-    from graft.components.image_example_gen.layout import SPAN_DIR_RE
+    from graft.components.image_example_gen.layout import class_folders
 
     try:
-        root = layout.input_base
-        if layout.spans:
-            spans = sorted(
-                (int(m.group(1)), n) for n, d in files.list_dir(root) if d and (m := SPAN_DIR_RE.match(n))
-            )
-            root = files.join(root, spans[-1][1])
-        if layout.form == "folders":
-            names = {n for n, d in files.list_dir(root) if d}
-        elif layout.form == "presplit":
-            names = {
-                c
-                for split, d in files.list_dir(root)
-                if d
-                for c, cd in files.list_dir(files.join(root, split))
-                if cd
-            }
-        else:
-            return None
+        names = class_folders(layout.form, layout.input_base)
     except Exception:  # noqa: BLE001 - a hint only; the DAG is correct without it
+        return None
+    if names is None:
         return None
     return sorted(names) if len(names) >= 2 else None

@@ -177,7 +177,7 @@ def run_checks(root: str = "graft_runs") -> Report:
             fix=f"free at least {MIN_FREE_GB:.0f} GB there or pass another --root",
         )
     )
-    writable = os.access(probe, os.W_OK)
+    writable = _can_write(probe)
     checks.append(
         Check(
             "output root writable",
@@ -187,3 +187,15 @@ def run_checks(root: str = "graft_runs") -> Report:
         )
     )
     return Report(checks)
+
+
+def _can_write(folder: Path) -> bool:
+    """Whether a file can really be created there, as `graft run` will: os.access says yes to root on read-only
+    file systems such as /sys, and `graft run` then refuses the root."""
+    import tempfile
+
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".graft-doctor-"):
+            return True
+    except OSError:
+        return False

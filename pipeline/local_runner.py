@@ -30,6 +30,7 @@ __all__ = ["LOCK_NAME", "RunLockedError", "run_lock", "run_pipeline"]
 
 
 # Warnings TFX / TFT / TF log on every healthy run; they say nothing actionable to a Graft user.
+_EXECUTION_FAILED_RE = re.compile(r"^Execution \d+ failed\.?$")
 BENIGN_WARNINGS = (
     "ArtifactQuery.property_predicate is not supported",
     "Tables initialized inside a tf.function",
@@ -64,6 +65,11 @@ class ProgressHandler(logging.Handler):
         msg = record.msg
         if record.levelno >= logging.WARNING:
             if any(b in record.getMessage() for b in BENIGN_WARNINGS):
+                return
+            if _EXECUTION_FAILED_RE.match(record.getMessage()):
+                # TFX's launcher says only "Execution 5 failed." before the real explanation, which the command
+                # prints next: name the component instead of its MLMD execution id.
+                self._print(f"[graft] {self._current or 'a component'} failed")
                 return
             # absl's own handler is detached while we run (its INFO flood hides the progress); keep its warnings.
             self._print(f"[graft] {record.levelname.lower()}: {record.getMessage()}")

@@ -37,21 +37,27 @@ def predict_files(model_dir: str | Path, images: list[str]) -> list[dict]:
     payload = [Path(i).read_bytes() for i in images]
     try:
         out = fn(image_bytes=tf.constant(payload))
-    except tf.errors.InvalidArgumentError as e:
-        raise PredictError(f"could not decode one of the images ({', '.join(images)}): {e.message}") from None
-    probs = out["probabilities"].numpy()
-    names = out["class_name"].numpy()
-    idx = out["class_index"].numpy()
-    results = []
-    for i, path in enumerate(images):
-        k = int(idx[i])
-        results.append(
-            {
-                "image": path,
-                "class_name": names[i].decode() if isinstance(names[i], bytes) else str(names[i]),
-                "class_index": k,
-                "probability": float(probs[i][k]),
-                "model_version": version_dir.name,
-            }
-        )
-    return results
+        answers = [_answer(out, i) for i in range(len(images))]
+    except tf.errors.InvalidArgumentError:
+        # One undecodable file fails the whole batch: answer file by file, so every readable image gets its
+        # answer and each unreadable one is named with the reason.
+        answers = []
+        for data in payload:
+            try:
+                answers.append(_answer(fn(image_bytes=tf.constant([data])), 0))
+            except tf.errors.InvalidArgumentError as e:
+                answers.append({"error": f"not a readable image: {e.message.splitlines()[0][:200]}"})
+    return [
+        {"image": path, **a, "model_version": version_dir.name}
+        for path, a in zip(images, answers, strict=True)
+    ]
+
+
+def _answer(out, i: int) -> dict:
+    k = int(out["class_index"].numpy()[i])
+    name = out["class_name"].numpy()[i]
+    return {
+        "class_name": name.decode() if isinstance(name, bytes) else str(name),
+        "class_index": k,
+        "probability": float(out["probabilities"].numpy()[i][k]),
+    }

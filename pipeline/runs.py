@@ -431,7 +431,12 @@ def _threshold_text(threshold) -> str:
         return "the bound " + " and ".join(bits)
     if threshold.HasField("change_threshold"):
         ct = threshold.change_threshold
-        return f"the change bound (absolute {ct.absolute.value:+.4f} vs the last blessed model)"
+        allowed = ct.absolute.value  # candidate - baseline must be >= this (HIGHER_IS_BETTER)
+        if abs(allowed) < 5e-5:
+            return "the change bound (at least as good as the last blessed model)"
+        if allowed < 0:
+            return f"the change bound (at most {-allowed:.4f} below the last blessed model)"
+        return f"the change bound (at least {allowed:.4f} better than the last blessed model)"
     return str(threshold)
 
 

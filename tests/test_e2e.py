@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -35,8 +36,9 @@ def graft_run(data: Path, root: Path, *extra: str) -> tuple[int, dict, str]:
     for s in [*FAST, *extra]:
         args += ["--set", s]
     out = subprocess.run(args, capture_output=True, text=True, timeout=900, check=False)
-    text = out.stdout
-    payload = json.loads(text[text.index("{") :]) if "{" in text else {}
+    payload = json.loads(
+        out.stdout
+    )  # --json: stdout is exactly one JSON document (Keras epochs go to stderr)
     return out.returncode, payload, out.stderr
 
 
@@ -122,8 +124,32 @@ def test_model_that_cannot_beat_its_baseline_is_not_pushed(world, first_run):
     assert payload["blessed"] is False
 
 
-def test_pushed_model_answers_graft_predict(world, first_run):
-    images = [world["data"] / "circle" / "000.jpg", world["data"] / "triangle" / "001.png"]
+def test_quiet_run_prints_only_the_summary_on_stdout(world, first_run):
+    args = [
+        GRAFT,
+        "run",
+        "--data",
+        str(world["data"]),
+        "--backbone",
+        "tiny",
+        "--root",
+        str(world["root"]),
+        "-q",
+    ]
+    for s in FAST:
+        args += ["--set", s]
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # conftest sets it for itself
+    out = subprocess.run(args, capture_output=True, text=True, timeout=900, check=False, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.splitlines()
+    assert lines and all(line.startswith("[graft] ") for line in lines), out.stdout
+    assert "Unable to register" not in out.stderr  # TensorFlow's start-up noise stays off without -v
+
+
+def test_pushed_model_answers_graft_predict(world, first_run, tmp_path):
+    bad = tmp_path / "not_an_image.jpg"
+    bad.write_bytes(b"this is text, not a JPEG")
+    images = [world["data"] / "circle" / "000.jpg", bad, world["data"] / "triangle" / "001.png"]
     out = subprocess.run(
         [GRAFT, "predict", "--model", str(world["serving"]), "--json", *map(str, images)],
         capture_output=True,
@@ -131,10 +157,11 @@ def test_pushed_model_answers_graft_predict(world, first_run):
         timeout=300,
         check=False,
     )
-    assert out.returncode == 0, out.stderr[-3000:]
-    rows = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
-    assert len(rows) == 2
-    for row in rows:
+    assert out.returncode == 3, out.stderr[-3000:]  # the unreadable file is named, the others answered
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    assert len(rows) == 3
+    assert rows[1]["image"] == str(bad) and rows[1]["error"].startswith("not a readable image")
+    for row in (rows[0], rows[2]):
         assert row["class_name"] in {"circle", "square", "triangle"}
         assert 1 / 3 <= row["probability"] <= 1.0
         assert row["model_version"] == first_run["pushed_version"]

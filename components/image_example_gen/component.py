@@ -15,7 +15,7 @@ from tfx.dsl.components.base import executor_spec  # noqa: E402
 from graft.components.image_example_gen import executor  # noqa: E402
 from graft.components.image_example_gen.driver import ImageFileDriver  # noqa: E402
 from graft.components.image_example_gen.layout import DataLayout  # noqa: E402
-from graft.components.image_example_gen.config import DataConfig  # noqa: E402
+from graft.components.image_example_gen.config import DataConfig, normalize_data_path  # noqa: E402
 
 
 class ImageExampleGen(FileBasedExampleGen):
@@ -32,8 +32,10 @@ class ImageExampleGen(FileBasedExampleGen):
             "form": data_layout.form,
             "max_bad_fraction": float(data.max_bad_fraction),
             "max_image_pixels": float(data.max_image_pixels),
-            "data_path": data.path,
+            "data_path": normalize_data_path(data.path),
         }
+        if data.allowed_roots and data_layout.form == "csv":  # only then: the cache key of other runs stays
+            settings["allowed_roots"] = [normalize_data_path(r) for r in data.allowed_roots]
         carve = data_layout.carve(data)
         if carve:  # only then: a val_fraction change must not re-run ExampleGen on a fully pre-split tree
             settings["carve"] = carve

@@ -7,6 +7,7 @@ the assembled config (graft.pipeline.config) and the CLI's ``--help`` import it.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -37,6 +38,9 @@ class DataConfig:
     # ships (schemas/image_classification/schema.pbtxt). `graft schema infer --data DIR` writes a starting
     # point. Read when the pipeline is built; its label domain is filled in at run time.
     schema_path: str = ""
+    # Folders (or gs:// prefixes) outside a CSV manifest's own folder that its rows may point into. Empty: every
+    # row must point inside the manifest's folder (a row such as ../elsewhere/x.jpg is a bad row, listed).
+    allowed_roots: list[str] = field(default_factory=list)
 
     def validate(self) -> None:
         for k in ("train_fraction", "val_fraction", "test_fraction"):
@@ -59,3 +63,15 @@ class DataConfig:
         )
         for c in self.classes:
             check_safe_name(c, "data.classes")
+
+
+def normalize_data_path(path: str) -> str:
+    """One spelling per location, before the path reaches any cache key: a local path absolute, ``~`` expanded,
+    ``.``/``..`` and trailing slashes gone; a URL (gs://, s3://) without trailing slashes."""
+    path = (path or "").strip()
+    if not path:
+        return path
+    if "://" in path:
+        scheme, _, rest = path.partition("://")
+        return f"{scheme}://{rest.rstrip('/')}" if rest.strip("/") else path
+    return os.path.normpath(os.path.abspath(os.path.expanduser(path)))

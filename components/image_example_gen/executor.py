@@ -100,7 +100,7 @@ def _list_split(pipeline, n: str, settings: dict, input_base: str, pattern: str,
         listed_bad: list[dict] = []
     else:
         if form == "csv":
-            candidates, listed_bad = csv_candidates(input_base, pattern)
+            candidates, listed_bad = csv_candidates(input_base, pattern, settings.get("allowed_roots") or ())
         else:
             candidates, listed_bad, ignored = folder_candidates(input_base, pattern)
         items = _stable_order(
@@ -429,6 +429,12 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
             skipped_file,
         )
 
+        empty = _empty_class_folders(settings["form"], input_base, span, classes) if failing else []
+        empty_text = (
+            f" Class folders without any usable image: {', '.join(empty)} (add images or remove the folders)."
+            if empty
+            else ""
+        )
         if num_examples == 0:
             raise NoImagesFoundError(
                 f"no usable image found in {data_path}"
@@ -437,14 +443,14 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
                     if skipped
                     else ""
                 )
-                + f". {layout._LAYOUT_HELP}"  # noqa: SLF001
+                + f".{empty_text} {layout._LAYOUT_HELP}"  # noqa: SLF001
             )
         if bad_fraction > max_bad:
             raise TooManyBadFilesError(
                 f"{len(skipped)} of {num_files} input files ({bad_fraction:.1%}) are not usable images, more than "
                 f"data.max_bad_fraction={max_bad:g} ({max_bad:.1%}). First ones: {_first_reasons(skipped)}. "
                 f"All of them are listed in {skipped_file}. Fix or remove these files, or raise "
-                "data.max_bad_fraction to train on the rest."
+                "data.max_bad_fraction to train on the rest." + empty_text
             )
         return rep
 
@@ -456,6 +462,14 @@ def _carved_summary(carve: list[tuple[str, int]]) -> dict:
         for name, b in carve
         if name != features.TRAIN_SPLIT
     }
+
+
+def _empty_class_folders(form: str, input_base: str, span, classes: list[str]) -> list[str]:
+    try:
+        found = layout.class_folders(form, input_base, int(span) if span is not None else None)
+    except Exception:  # noqa: BLE001 - only a better message; the stop itself does not depend on it
+        return []
+    return sorted((found or set()) - set(classes))
 
 
 def _first_reasons(skipped: list[dict], n: int = 10) -> str:

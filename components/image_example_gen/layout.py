@@ -361,3 +361,21 @@ def data_root_of(pattern: str) -> str:
     """The folder source paths are relative to: the span folder for spans ('span-3'), else the input base ('')."""
     first = pattern.split("/", 1)[0]
     return first if SPAN_DIR_RE.match(first) and "/" in pattern else ""
+
+
+def class_folders(form: str, input_base: str, span: int | None = None) -> set[str] | None:
+    """The class folder names of a folder or pre-split tree (the newest span, or ``span``); None for CSV /
+    TFRecords. Read at build time (the Evaluator's class list) and by ExampleGen's stop, which names the class
+    folders that gave no usable image together with the bad files."""
+    if form not in ("folders", "presplit"):
+        return None
+    root = input_base
+    spans = sorted((int(m.group(1)), n) for n, d in files.list_dir(root) if d and (m := SPAN_DIR_RE.match(n)))
+    if spans:
+        wanted = [n for s, n in spans if s == span] if span is not None else []
+        root = files.join(root, (wanted or [spans[-1][1]])[0])
+    if form == "folders":
+        return {n for n, d in files.list_dir(root) if d}
+    return {
+        c for split, d in files.list_dir(root) if d for c, cd in files.list_dir(files.join(root, split)) if cd
+    }

@@ -15,6 +15,7 @@ import posixpath
 
 from graft.components.data_errors import DataValidationError, NoImagesFoundError
 from graft.components.image_example_gen import files, layout
+from graft.components.image_example_gen.config import normalize_data_path
 
 
 def bad_entry(rel: str, reason: str) -> dict[str, str]:
@@ -51,8 +52,18 @@ def relative(path: str, base: str) -> str:
     return os.path.relpath(path, base).replace(os.sep, "/")
 
 
-def csv_candidates(input_base: str, pattern: str) -> tuple[list[files.Candidate], list[dict]]:
-    """A ``path,label`` manifest -> (candidates, bad rows). Paths are relative to the CSV's folder."""
+def _inside(path: str, root: str) -> bool:
+    root = root.rstrip("/")
+    return path == root or path.startswith(root + "/")
+
+
+def csv_candidates(
+    input_base: str, pattern: str, allowed_roots: list[str] | tuple[str, ...] = ()
+) -> tuple[list[files.Candidate], list[dict]]:
+    """A ``path,label`` manifest -> (candidates, bad rows). Paths are relative to the CSV's folder.
+
+    A row must point inside the manifest's folder (``../elsewhere/x.jpg`` and absolute paths elsewhere are bad
+    rows, listed with the reason) unless the file lies under one of ``data.allowed_roots``."""
     csv_path = files.join(input_base, pattern)
     csv_dir = posixpath.dirname(csv_path) if files.is_remote(csv_path) else os.path.dirname(csv_path)
     csv_name = files.display(pattern)
@@ -95,6 +106,15 @@ def csv_candidates(input_base: str, pattern: str) -> tuple[list[files.Candidate]
         if not absolute:
             rel = posixpath.normpath(rel)
         key = posixpath.normpath(full) if not files.is_remote(full) else full
+        if not any(_inside(key, r) for r in (csv_dir, *map(normalize_data_path, allowed_roots))):
+            bad.append(
+                bad_entry(
+                    rel,
+                    f"line {line} of {csv_name} points outside the manifest's folder {files.display(csv_dir)}; "
+                    "move the file there, or allow its folder with data.allowed_roots",
+                )
+            )
+            continue
         if key in seen:
             bad.append(
                 bad_entry(rel, f"listed again in line {line} of {csv_name} (first in line {seen[key]})")

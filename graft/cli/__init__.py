@@ -9,10 +9,12 @@ take 6-40 s to import). Every command imports what it needs inside its body.
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 import graft  # noqa: F401  (sets TF_USE_LEGACY_KERAS before anything can import TensorFlow)
-from graft import __version__
+from graft import __version__, env
 from graft.cli import backbone, history, kubeflow, run, schema, tools
 
 
@@ -25,6 +27,9 @@ def main() -> None:
     schema gate, Transform, two-phase Trainer, TFMA Evaluator with blessing, Pusher to a TF Serving directory).
     """
 
+
+# TensorFlow's C++ start-up noise stays off the screen unless -v (read before any command imports TensorFlow).
+env.tensorflow_log_level(verbose=any(a in ("-v", "--verbose") for a in sys.argv[1:]))
 
 for _command in (
     tools.doctor,

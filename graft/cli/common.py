@@ -11,12 +11,18 @@ import click
 
 from graft.errors import EXIT_USAGE
 
+# Stated in every command's --help that takes a config, and in the README's config section.
+PRECEDENCE = (
+    "Precedence: defaults < --config FILE < --set KEY=VALUE < this command's own flags (e.g. --data)."
+)
 
-def _load(config_file, overrides, base) -> object:
+
+def _load(config_file, overrides, base=None, flags=None) -> object:
+    """The effective config: defaults < ``base`` (a command's own defaults) < --config < --set < ``flags``."""
     from graft.pipeline.config import ConfigError, load_config
 
     try:
-        return load_config(config_file, list(overrides), base=base)
+        return load_config(config_file, list(overrides), base=base, flags=flags)
     except ConfigError as e:
         click.echo(f"graft: {e}", err=True)
         sys.exit(EXIT_USAGE)

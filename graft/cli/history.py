@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from graft.cli.common import _load
+from graft.cli.common import PRECEDENCE, _load
 from graft.errors import EXIT_USAGE
 
 
@@ -32,7 +32,7 @@ def _locate_options(f):
 
 def _locate(root, config_file, overrides):
     """The config that says where the runs live (root and pipeline name); exits 2 when no run was ever made there."""
-    cfg = _load(config_file, overrides, {"root": root} if root else None)
+    cfg = _load(config_file, overrides, flags={"root": root})
     if not cfg.metadata_path.exists():
         click.echo(
             f"graft: no runs under {cfg.run_root} (no {cfg.metadata_path.name} there). Pass the --root (and "
@@ -43,7 +43,7 @@ def _locate(root, config_file, overrides):
     return cfg
 
 
-@click.command()
+@click.command(epilog=PRECEDENCE)
 @click.argument("run_id", default="latest")
 @_locate_options
 @click.option(
@@ -70,7 +70,7 @@ def report(run_id, root, config_file, overrides, out_dir):
     click.echo(str(written.path))
 
 
-@click.command()
+@click.command(epilog=PRECEDENCE)
 @_locate_options
 @click.option(
     "--limit", default=20, show_default=True, type=click.IntRange(0), help="Newest runs to show (0: all)."

@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from graft.cli.common import _echo_json, _load
+from graft.cli.common import PRECEDENCE, _echo_json, _load
 
 
 # ---- Kubeflow Pipelines v2 / Vertex AI ----------------------------------------------------------------------------
@@ -22,7 +22,7 @@ def _kubeflow_fail(e: Exception) -> None:
     sys.exit(errors.exit_code(e))
 
 
-@click.command("compile")
+@click.command("compile", epilog=PRECEDENCE)
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML config file.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Config override.")
 @click.option("--data", default=None, help="data.path (a gs:// folder, CSV or TFRecord glob for a cluster).")
@@ -67,12 +67,7 @@ def compile_cmd(
     carry config.beam's args. Every path must be remote (gs://): the spec is checked for paths of this machine.
     Exit codes: 0 written, 2 config/usage error, 1 other failure.
     """
-    cfg = _load(config_file, overrides, None)
-    # The flags win over the config file (they name what this compile is for).
-    if data:
-        cfg.data.path = data
-    if backbone:
-        cfg.backbone.handle = backbone
+    cfg = _load(config_file, overrides, flags={"data.path": data, "backbone.handle": backbone})
     from graft.kubeflow import compile as kfc
 
     try:
@@ -94,7 +89,7 @@ def _kubeflow_settings(config_file, overrides):
     return (_load(config_file, overrides, None) if (config_file or overrides) else GraftConfig()).kubeflow
 
 
-@click.command("submit")
+@click.command("submit", epilog=PRECEDENCE)
 @click.option(
     "--pipeline",
     "pipeline_path",
@@ -210,7 +205,7 @@ def submit_cmd(
         click.echo("\n".join(f"{k}: {v}" for k, v in out.items() if k != "dry_run"))
 
 
-@click.command("schedule")
+@click.command("schedule", epilog=PRECEDENCE)
 @click.option(
     "--cron",
     required=True,
@@ -268,7 +263,9 @@ def schedule_cmd(
     root,
     as_json,
 ):
-    """Schedule recurring training runs (each reads the newest data span; only a better model is pushed).
+    """Schedule recurring training runs (each reads the newest data span; a model is pushed only when it is at
+    least as good as the last blessed one: evaluation.max_accuracy_drop=0; set it negative, e.g. -0.005, to push
+    only a real improvement).
 
     At most one run at a time: Vertex max_concurrent_run_count=1, KFP max_concurrency=1, and locally `graft run`
     holds a lock on its run root (an overlapping run exits with a message). Exit codes: 0 ok, 1 failed, 2 usage.
@@ -282,14 +279,9 @@ def schedule_cmd(
             import shutil
             from pathlib import Path
 
-            base = {}
-            if data:
-                base["data.path"] = data
-            if backbone:
-                base["backbone.handle"] = backbone
-            if root:
-                base["root"] = root
-            cfg = _load(config_file, overrides, base)
+            cfg = _load(
+                config_file, overrides, flags={"data.path": data, "backbone.handle": backbone, "root": root}
+            )
             if not cfg.data.path or not cfg.backbone.handle:
                 raise ks.UsageError(
                     "local: the scheduled `graft run` needs data.path and backbone.handle (--data, --backbone or --config)"
@@ -297,9 +289,7 @@ def schedule_cmd(
             args = []
             if config_file:
                 args += ["--config", str(Path(config_file).absolute())]
-            data_arg = (
-                cfg.data.path if "://" in cfg.data.path else str(Path(cfg.data.path).expanduser().absolute())
-            )
+            data_arg = cfg.data.path  # already normalised (absolute) by the config loader
             args += [
                 "--data",
                 data_arg,

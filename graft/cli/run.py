@@ -6,11 +6,12 @@ The work is graft.pipeline.local_runner's; this module parses, calls and prints.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 
 import click
 
-from graft.cli.common import _load
+from graft.cli.common import PRECEDENCE, _load
 from graft.errors import EXIT_DATA_VALIDATION, EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 
@@ -54,6 +55,27 @@ def _write_report(cfg, run_summary) -> str | None:
         return None
 
 
+@contextlib.contextmanager
+def _stdout_to_stderr(active: bool):
+    """-q / --json: what the pipeline prints while it runs (Keras' per-epoch lines from the Trainer's verbose=2, a
+    library's print) goes to stderr, so stdout carries only the summary (-q) or only the JSON (--json). Also at the
+    file-descriptor level, for C++ code and child processes that write to fd 1."""
+    if not active:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def _execute(cfg, as_json: bool, quiet: bool, verbose: bool, make_report: bool = True) -> int:
     """Run the DAG locally, print the outcome, return the exit code."""
     import json
@@ -61,7 +83,8 @@ def _execute(cfg, as_json: bool, quiet: bool, verbose: bool, make_report: bool =
     from graft.pipeline import local_runner, runs, summary
 
     try:
-        result = local_runner.run_pipeline(cfg, quiet=quiet, verbose=verbose)
+        with _stdout_to_stderr(quiet or as_json):
+            result = local_runner.run_pipeline(cfg, quiet=quiet, verbose=verbose)
     except local_runner.RunLockedError as e:
         click.echo(f"graft: {e}", err=True)
         return EXIT_FAILED
@@ -91,7 +114,8 @@ def _execute(cfg, as_json: bool, quiet: bool, verbose: bool, make_report: bool =
                 traceback.print_exc()
             else:
                 click.echo("graft: rerun with -v for the full traceback.", err=True)
-        report_path = _write_report(cfg, failed) if make_report else None
+        with _stdout_to_stderr(quiet or as_json):
+            report_path = _write_report(cfg, failed) if make_report else None
         if report_path:
             click.echo(f"graft: what happened, in one page: {report_path}", err=True)
         if as_json:
@@ -100,7 +124,8 @@ def _execute(cfg, as_json: bool, quiet: bool, verbose: bool, make_report: bool =
             payload["report"] = report_path
             click.echo(json.dumps(payload, indent=2, default=str))
         return code
-    report_path = _write_report(cfg, result) if make_report else None
+    with _stdout_to_stderr(quiet or as_json):
+        report_path = _write_report(cfg, result) if make_report else None
     click.echo(summary.render(result, cfg, report_path=report_path), err=as_json)
     if as_json:
         payload = result.to_dict()
@@ -109,14 +134,23 @@ def _execute(cfg, as_json: bool, quiet: bool, verbose: bool, make_report: bool =
     return EXIT_OK
 
 
-@click.command()
+def _run_flags(root, no_cache, **more) -> dict:
+    """The dedicated flags as config keys; they win over --config and --set (None: not given)."""
+    flags = {"root": root, "enable_cache": False if no_cache else None}
+    flags.update(more)
+    return {k: v for k, v in flags.items() if v is not None}
+
+
+@click.command(epilog=PRECEDENCE)
 @click.option(
-    "--data", required=True, help="Images: class folders, pre-split tree, span-N folders, CSV or TFRecords."
+    "--data",
+    default=None,
+    help="data.path: class folders, pre-split tree, span-N folders, CSV or TFRecords (or data.path in --config).",
 )
 @click.option(
     "--backbone",
-    required=True,
-    help="TF Hub handle: URL, gs:// path, local SavedModel dir, or an offline name.",
+    default=None,
+    help="backbone.handle: TF Hub URL, gs:// path, local SavedModel dir, or an offline name (or in --config).",
 )
 @_common_run_options
 def run(data, backbone, root, config_file, overrides, no_cache, quiet, verbose, no_report, as_json):
@@ -125,33 +159,34 @@ def run(data, backbone, root, config_file, overrides, no_cache, quiet, verbose, 
     Exit codes: 0 completed (pushed, or not blessed: both said plainly), 1 failed, 2 usage/config error,
     3 stopped by data validation.
     """
-    base = {"data.path": data, "backbone.handle": backbone}
-    if root:
-        base["root"] = root
-    if no_cache:
-        base["enable_cache"] = False
-    cfg = _load(config_file, overrides, base)
+    cfg = _load(
+        config_file,
+        overrides,
+        flags=_run_flags(root, no_cache, **{"data.path": data, "backbone.handle": backbone}),
+    )
+    missing = [
+        f"{flag} (or {key} in --config / --set)"
+        for flag, key, value in (
+            ("--data", "data.path", cfg.data.path),
+            ("--backbone", "backbone.handle", cfg.backbone.handle),
+        )
+        if not value
+    ]
+    if missing:
+        click.echo(f"graft: run needs {' and '.join(missing)}", err=True)
+        sys.exit(EXIT_USAGE)
     sys.exit(_execute(cfg, as_json, quiet, verbose, make_report=not no_report))
 
 
-@click.command()
+@click.command(epilog=PRECEDENCE + " The demo's own settings sit between the defaults and --config.")
 @_common_run_options
 def demo(root, config_file, overrides, no_cache, quiet, verbose, no_report, as_json):
     """Run the whole pipeline on the embedded default: 5,000 real MNIST digits + ImageNet MobileNet V1, offline."""
     from graft.pipeline import demo as demo_mod
-    from graft.pipeline.config import ConfigError
+    from graft.pipeline.config import normalize_data_path
 
-    extra = list(overrides)
-    if no_cache:
-        extra.append("enable_cache=false")
-    try:
-        cfg = demo_mod.demo_config(root, extra)
-        if config_file:
-            cfg = _load(config_file, extra, {**demo_mod.DEMO_SETTINGS, **({"root": root} if root else {})})
-            cfg.data.path = cfg.data.path or str(cfg.run_root / "data" / "mnist_5k")
-    except ConfigError as e:
-        click.echo(f"graft: {e}", err=True)
-        sys.exit(EXIT_USAGE)
+    cfg = _load(config_file, overrides, base=demo_mod.DEMO_SETTINGS, flags=_run_flags(root, no_cache))
+    cfg.data.path = cfg.data.path or normalize_data_path(str(cfg.run_root / "data" / "mnist_5k"))
     if not quiet:
         click.echo(f"[graft] demo data: {cfg.data.path}", err=True)
     demo_mod.write_mnist_tree(__import__("pathlib").Path(cfg.data.path))

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from graft.cli.common import _load
+from graft.cli.common import PRECEDENCE, _load
 from graft.errors import EXIT_DATA_VALIDATION, EXIT_USAGE
 
 
@@ -16,7 +16,7 @@ def schema_group() -> None:
     """The curated schema the data is validated against."""
 
 
-@schema_group.command("infer")
+@schema_group.command("infer", epilog=PRECEDENCE)
 @click.option(
     "--data", required=True, help="Images: class folders, pre-split tree, span-N folders, CSV or TFRecords."
 )
@@ -47,7 +47,7 @@ def schema_infer(data, out_path, limit, force, config_file, overrides):
 
     from graft.pipeline.config import ConfigError
 
-    cfg = _load(config_file, overrides, {"data.path": data})
+    cfg = _load(config_file, overrides, flags={"data.path": data})
     out = Path(out_path)
     if out.exists() and not force:
         click.echo(f"graft: {out} exists; pass --force to overwrite it", err=True)

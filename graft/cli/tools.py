@@ -6,8 +6,8 @@ import sys
 
 import click
 
-from graft.cli.common import _load
-from graft.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from graft.cli.common import PRECEDENCE, _load
+from graft.errors import EXIT_DATA_VALIDATION, EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 
 @click.command()
@@ -38,12 +38,12 @@ def config_group() -> None:
     """Inspect the effective config."""
 
 
-@config_group.command("show")
+@config_group.command("show", epilog=PRECEDENCE)
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML config file.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Config override.")
 def config_show(config_file, overrides):
-    """Print the effective config (defaults <- file <- --set) as YAML."""
-    cfg = _load(config_file, overrides, None)
+    """Print the effective config (defaults < --config file < --set) as YAML."""
+    cfg = _load(config_file, overrides)
     click.echo(cfg.to_yaml(), nl=False)
 
 
@@ -58,7 +58,10 @@ def config_show(config_file, overrides):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 def predict(model_dir, as_json, images):
-    """Print the predicted class and its probability for each IMAGE, using a pushed model."""
+    """Print the predicted class and its probability for each IMAGE, using a pushed model.
+
+    An unreadable IMAGE is named with the reason (in --json: an "error" field) and the others are still answered;
+    the exit code is then 3."""
     import json
 
     from graft.pipeline import predict as predict_mod
@@ -71,5 +74,9 @@ def predict(model_dir, as_json, images):
     for r in results:
         if as_json:
             click.echo(json.dumps(r))
+        elif "error" in r:
+            click.echo(f"graft: {r['image']}: {r['error']}", err=True)
         else:
             click.echo(f"{r['image']}\t{r['class_name']}\t{r['probability']:.4f}")
+    if any("error" in r for r in results):
+        sys.exit(EXIT_DATA_VALIDATION)  # every readable image was answered; the unreadable ones are named

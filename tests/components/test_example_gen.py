@@ -229,7 +229,8 @@ def test_csv_manifest_form(tmp_path):
         w.writerow(["path", "label"])
         w.writerows(rows)
         f.write("photos/x.jpg,cat,extra\n")
-    uri, _, rep = run_example_gen(_config(tmp_path, data / "manifest.csv", max_bad_fraction=0.3))
+    cfg = _config(tmp_path, data / "manifest.csv", max_bad_fraction=0.3, allowed_roots=[str(imgs) + "/"])
+    uri, _, rep = run_example_gen(cfg)
     assert rep["form"] == "csv" and rep["classes"] == ["cat", "dog"]
     assert rep["num_examples"] == 16 and rep["num_skipped"] == 4
     by_path = split_of_paths(uri)
@@ -616,3 +617,52 @@ def test_runner_choice_picks_the_write_path():
     assert is_distributed(["--runner=DataflowRunner", "--project=p"])
     assert is_distributed(["--runner=PortableRunner", "--job_endpoint=localhost:8099"])
     assert not is_distributed(["--runner=DataflowRunner", "--runner=DirectRunner"])  # the last one wins
+
+
+def test_bad_files_and_empty_class_folders_are_reported_together(tmp_path):
+    """One stop names the bad files AND the class folders without a usable image (not one per run)."""
+    data = tmp_path / "data"
+    make_tree(data, per_class=10)
+    write(data / "dog" / "broken.jpg", truncated_jpeg())
+    write(data / "zebra" / "notes.txt", b"not an image")  # a class folder with no usable image
+    (data / "fish").mkdir()  # an empty class folder
+    with pytest.raises(TooManyBadFilesError) as e:
+        run_example_gen(_config(tmp_path, data))
+    msg = str(e.value)
+    assert "dog/broken.jpg: truncated or corrupt JPEG" in msg
+    assert "Class folders without any usable image: fish, zebra" in msg
+
+
+def test_three_spellings_of_one_folder_are_one_execution(tmp_path, monkeypatch):
+    """data.path is normalised before it reaches the cache key: DIR, DIR/ and a relative path run ExampleGen once."""
+    from data_helpers import executions
+
+    data = tmp_path / "data"
+    make_tree(data, per_class=6)
+    monkeypatch.chdir(tmp_path)
+    for spelling in (str(data), str(data) + "/", "./data/../data"):
+        run_example_gen(_config(tmp_path, spelling))
+    states = executions(str(tmp_path / "runs" / "eg" / "metadata.sqlite"))
+    assert sorted(next(iter(states.values()))) == ["CACHED", "CACHED", "COMPLETE"], states
+
+
+def test_csv_rows_are_confined_to_the_manifest_folder_unless_allowed(tmp_path):
+    from graft.components.image_example_gen.listing import csv_candidates
+
+    data, elsewhere = tmp_path / "data", tmp_path / "elsewhere"
+    write(data / "in.png", image_bytes(seed=1))
+    write(elsewhere / "out.png", image_bytes(seed=2))
+    write(
+        data / "m.csv",
+        f"path,label\nin.png,cat\n../elsewhere/out.png,dog\n{elsewhere / 'out.png'},dog\n".encode(),
+    )
+    good, bad = csv_candidates(str(data), "m.csv")
+    assert [c.rel for c in good] == ["in.png"]
+    assert len(bad) == 2 and all("outside the manifest's folder" in b["reason"] for b in bad)
+    assert all("data.allowed_roots" in b["reason"] for b in bad)
+    good, bad = csv_candidates(str(data), "m.csv", [str(elsewhere)])
+    assert (
+        len(good) == 2
+        and [b["reason"] for b in bad] == [bad[0]["reason"]]
+        and "listed again" in bad[0]["reason"]
+    )

@@ -93,3 +93,40 @@ def test_the_guard_stops_a_compile_that_must_look_at_the_data(tmp_path, backbone
     cfg = _config(path="gs://graft-test/images")  # data.format=auto: the layout has to be read
     with pytest.raises(Touched):
         kfc.compile_pipeline(cfg, "vertex", tmp_path / "p.json", image=IMAGE, backbone_info=backbone_info)
+
+
+def test_unreachable_data_at_compile_time_names_the_keys_that_avoid_reading_it(
+    tmp_path, backbone_info, monkeypatch
+):
+    """A gs:// data.path that cannot be listed (no network, no credentials) is a sentence and exit 2, not libcurl."""
+    from graft import errors
+    from graft.components.image_example_gen import files
+
+    def unreachable(path, *a, **kw):
+        raise OSError("Error executing an HTTP request: libcurl code 6 meaning 'Couldn't resolve host name'")
+
+    monkeypatch.setattr(files, "list_dir", unreachable)
+    monkeypatch.setattr(files, "is_dir", unreachable, raising=False)
+    import tensorflow as tf
+
+    for name in ("exists", "isdir", "listdir", "glob", "stat"):
+        monkeypatch.setattr(tf.io.gfile, name, unreachable)
+    cfg = _config(path="gs://graft-test/images")
+    with pytest.raises(kfc.CompileError) as e:
+        kfc.compile_pipeline(cfg, "vertex", tmp_path / "p.json", image=IMAGE, backbone_info=backbone_info)
+    msg = str(e.value)
+    assert "config key 'data.path': cannot read gs://graft-test/images at compile time" in msg
+    assert "data.format=folders|tfrecord with data.use_spans=false and data.classes" in msg
+    assert errors.exit_code(e.value) == errors.EXIT_USAGE
+
+
+def test_compile_lists_every_missing_key_at_once(tmp_path, backbone_info):
+    cfg = GraftConfig(name="graft-nr")
+    cfg.data.path = "gs://graft-test/images"
+    cfg.backbone.handle = "gs://graft-test/hub/tiny_32"
+    with pytest.raises(kfc.CompileError) as e:
+        kfc.compile_pipeline(cfg, "vertex", tmp_path / "p.json", backbone_info=backbone_info)
+    msg = str(e.value)
+    assert msg.startswith("3 problems stop this compile:"), msg
+    for key in ("kubeflow.image", "kubeflow.pipeline_root", "push.serving_root"):
+        assert f"config key '{key}'" in msg

@@ -377,7 +377,8 @@ def test_local_schedule_prints_cron_and_systemd_entries_whose_command_steps_asid
     graft = shutil.which("graft") or str(Path(os.sys.executable).with_name("graft"))
     line = out["crontab"].splitlines()[-1]
     assert line.startswith(
-        f"30 2 * * * cd {os.getcwd()} && {graft} run --config {cfg} --data {data} --backbone tiny "
+        f"30 2 * * * cd {os.getcwd()} && mkdir -p {tmp_path / 'runs' / 'nightly'} && {graft} run --config {cfg} "
+        f"--data {data} --backbone tiny "
     )
     assert line.endswith(f">> {tmp_path / 'runs' / 'nightly' / 'schedule.log'} 2>&1")
     assert "OnCalendar=*-*-* 02:30:00" in out["timer"] and "Persistent=true" in out["timer"]
@@ -401,3 +402,19 @@ def test_local_schedule_needs_data_and_backbone(tmp_path):
     assert res.exit_code == 2 and "needs data.path and backbone.handle" in res.stderr
     res = invoke("schedule", "--target", "vertex", "--cron", "0 3 * * *")
     assert res.exit_code == 2 and "--pipeline is required" in res.stderr
+
+
+def test_submit_flags_beat_the_config_file(specs, no_credentials, tmp_path):
+    """Precedence: defaults < --config < --set < the command's own flags (--project, --region)."""
+    cfg = tmp_path / "k.yaml"
+    cfg.write_text("kubeflow: {project: file-project, region: us-east1}\n")
+    res = invoke(
+        "submit", "--pipeline", specs["vertex"], "--config", str(cfg), "--set", "kubeflow.region=europe-west1",
+        "--project", "flag-project", "--dry-run",
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["request"]["parent"] == "projects/flag-project/locations/europe-west1"
+    res = invoke(
+        "submit", "--pipeline", specs["vertex"], "--config", str(cfg), "--region", "asia-east1", "--dry-run"
+    )
+    assert json.loads(res.output)["request"]["parent"] == "projects/file-project/locations/asia-east1"
