@@ -333,15 +333,20 @@ def config_show(config_file, overrides):
     help="A pushed model: <serving_root>/<model_name> (newest version) or one version directory.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
+@click.option("--tflite", is_flag=True, help="Use a pushed TFLite variant in the TFLite interpreter.")
+@click.option("--tflite-variant", default=None, help="With --tflite: int8, float16, ... (default: int8 if pushed).")
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-def predict(model_dir, as_json, images):
+def predict(model_dir, as_json, tflite, tflite_variant, images):
     """Print the predicted class and its probability for each IMAGE, using a pushed model."""
     import json
 
     from graft.pipeline import predict as predict_mod
 
     try:
-        results = predict_mod.predict_files(model_dir, list(images))
+        if tflite:  # edge export (components/edge): one line of dispatch
+            results = predict_mod.predict_files_tflite(model_dir, list(images), tflite_variant)
+        else:
+            results = predict_mod.predict_files(model_dir, list(images))
     except predict_mod.PredictError as e:
         click.echo(f"graft: {e}", err=True)
         sys.exit(EXIT_USAGE)

@@ -192,11 +192,43 @@ class EvaluationConfig:
     max_accuracy_drop: float = 0.0
     # Per-class recall floor (sliced by label). 0 disables it.
     min_class_recall: float = 0.0
+    # Per TFLite variant (edge.variants): its test accuracy may be at most this much below the SavedModel's, or
+    # the variant is not pushed (the SavedModel's own blessing is unaffected).
+    max_tflite_accuracy_drop: float = 0.01
 
     def validate(self) -> None:
         _check(0.0 <= self.min_accuracy <= 1.0, "evaluation.min_accuracy", "must be in [0, 1]")
+        _check(
+            0.0 <= self.max_tflite_accuracy_drop <= 1.0,
+            "evaluation.max_tflite_accuracy_drop",
+            "must be in [0, 1]",
+        )
         _check(-1.0 <= self.max_accuracy_drop <= 1.0, "evaluation.max_accuracy_drop", "must be in [-1, 1]")
         _check(0.0 <= self.min_class_recall <= 1.0, "evaluation.min_class_recall", "must be in [0, 1]")
+
+
+EDGE_VARIANTS = ("float32", "float16", "dynamic_range", "int8")  # components/edge/convert.py VARIANTS
+
+
+@dataclass
+class EdgeConfig:
+    # TFLite variants converted after training, scored on the test split and pushed beside the SavedModel
+    # (<version>/tflite/) when they hold up (evaluation.max_tflite_accuracy_drop). [] turns the edge export off.
+    variants: list[str] = field(default_factory=lambda: ["float16", "int8"])
+    # How many of Transform's train images calibrate the int8 variant's activation ranges.
+    representative_examples: int = 300
+
+    def validate(self) -> None:
+        for i, v in enumerate(self.variants):
+            _check(
+                v in EDGE_VARIANTS, f"edge.variants[{i}]", f"{v!r} is not one of {', '.join(EDGE_VARIANTS)}"
+            )
+        _check(len(set(self.variants)) == len(self.variants), "edge.variants", "lists a variant twice")
+        _check(
+            1 <= self.representative_examples <= 100_000,
+            "edge.representative_examples",
+            "must be in [1, 100000]",
+        )
 
 
 @dataclass
@@ -469,6 +501,7 @@ class GraftConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     push: PushConfig = field(default_factory=PushConfig)
+    edge: EdgeConfig = field(default_factory=EdgeConfig)
     beam: BeamConfig = field(default_factory=BeamConfig)
     kubeflow: KubeflowConfig = field(default_factory=KubeflowConfig)
 

@@ -66,7 +66,9 @@ def _export(trained, out, **kw):
         latency_runs=5,
     )
     args.update(kw)
-    return edge.export_variants(trained["export_dir"], trained["examples"], trained["class_names"], out, **args)
+    return edge.export_variants(
+        trained["export_dir"], trained["examples"], trained["class_names"], out, **args
+    )
 
 
 def test_float16_and_int8_convert_score_and_pass_the_gate(trained, tmp_path):
@@ -92,7 +94,12 @@ def test_float16_and_int8_convert_score_and_pass_the_gate(trained, tmp_path):
     acc = {kv.key.name: kv.value.double_value.value for kv in overall.metric_keys_and_values}
     assert acc["sparse_categorical_accuracy"] == pytest.approx(by["int8"]["accuracy"])
     assert tfma.load_validation_result(os.path.join(out, "evaluation", "int8")).validation_ok
-    assert edge.blessed_files(out) == ["model_float16.tflite", "model_int8.tflite", "labels.txt", "results.json"]
+    assert edge.blessed_files(out) == [
+        "model_float16.tflite",
+        "model_int8.tflite",
+        "labels.txt",
+        "results.json",
+    ]
 
 
 def test_tflite_probabilities_match_the_saved_model(trained, tmp_path):
@@ -101,7 +108,9 @@ def test_tflite_probabilities_match_the_saved_model(trained, tmp_path):
     loaded, fn = convert.load_classifier(trained["export_dir"], SIZE, SIZE)
     images, _ = convert.transformed_images(trained["examples"], "test", SIZE, SIZE, limit=8)
     ref = evaluate.predict_all(evaluate.saved_model_predict(fn), images)
-    got = evaluate.predict_all(evaluate.TFLiteClassifier(os.path.join(out, "model_float16.tflite")).predict, images)
+    got = evaluate.predict_all(
+        evaluate.TFLiteClassifier(os.path.join(out, "model_float16.tflite")).predict, images
+    )
     np.testing.assert_allclose(got, ref, atol=0.02)
 
 
@@ -134,3 +143,117 @@ def test_blank_representative_set_breaks_int8_and_is_refused(trained, tmp_path, 
 def test_unknown_variant_is_a_clear_error():
     with pytest.raises(convert.EdgeExportError, match="allowed: float32, float16, dynamic_range, int8"):
         convert.check_variants(["int4"])
+
+
+@pytest.fixture(scope="module")
+def variants(trained):
+    """float16 passes; int8 is judged with a zero tolerance so the record holds one refusal when it loses any."""
+    out = str(trained["root"] / "tflite_models")
+    summary = _export(trained, out, max_accuracy_drop=0.05)
+    return out, summary
+
+
+def _artifact(cls, uri, **props):
+    a = cls()
+    a.uri = str(uri)
+    for k, v in props.items():
+        a.set_int_custom_property(k, v)
+    return a
+
+
+def _push(trained, tflite_uri, serving, tmp_path, blessed=1):
+    from tfx.proto import pusher_pb2
+    from tfx.types import standard_artifacts
+    from tfx.utils import proto_utils
+
+    from graft.components import pusher
+
+    model_dir = trained["export_dir"].rsplit(os.sep, 1)[0]  # <model uri>/Format-Serving
+    inputs = {
+        "model": [_artifact(standard_artifacts.Model, model_dir)],
+        "model_blessing": [
+            _artifact(standard_artifacts.ModelBlessing, tmp_path / "blessing", blessed=blessed)
+        ],
+        "tflite_models": [_artifact(edge.TFLiteModels, tflite_uri)],
+    }
+    pushed = _artifact(standard_artifacts.PushedModel, tmp_path / "pushed")
+    dest = pusher_pb2.PushDestination(
+        filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=str(serving))
+    )
+    props = {"push_destination": proto_utils.proto_to_json(dest)}
+    pusher.Executor().Do(inputs, {"pushed_model": [pushed]}, props)
+    return pushed
+
+
+def test_pusher_writes_blessed_variants_beside_the_saved_model(trained, variants, tmp_path):
+    out, summary = variants
+    # one refusal in the record: a copy of the results with int8 marked refused (its file is there but must stay)
+    refused = tmp_path / "refused"
+    import shutil
+
+    shutil.copytree(out, refused)
+    data = json.loads((refused / "results.json").read_text())
+    for r in data["variants"]:
+        if r["variant"] == "int8":
+            r["blessed"] = False
+    (refused / "results.json").write_text(json.dumps(data))
+    serving = tmp_path / "serving"
+    pushed = _push(trained, str(refused), serving, tmp_path)
+    (version,) = [d for d in serving.iterdir()]
+    assert version.name == pushed.get_string_custom_property("pushed_version")
+    assert (version / "saved_model.pb").exists()
+    assert sorted(os.listdir(version / "tflite")) == ["labels.txt", "model_float16.tflite", "results.json"]
+    assert (version / "tflite" / "model_float16.tflite").read_bytes() == (
+        refused / "model_float16.tflite"
+    ).read_bytes()
+    # nothing but the version is left in the serving directory (no staging)
+    assert os.listdir(serving) == [version.name]
+
+
+def test_pusher_pushes_nothing_when_the_saved_model_is_not_blessed(trained, variants, tmp_path):
+    serving = tmp_path / "serving"
+    pushed = _push(trained, variants[0], serving, tmp_path, blessed=0)
+    assert pushed.get_int_custom_property("pushed") == 0
+    assert not serving.exists() or not os.listdir(serving)
+
+
+def test_a_failed_variant_copy_leaves_no_partial_version(trained, tmp_path):
+    from graft.components import pusher
+
+    serving = tmp_path / "serving"
+    extra = {"tflite/model_int8.tflite": str(tmp_path / "missing.tflite")}
+    with pytest.raises(pusher.PushError, match="no partial version"):
+        pusher.push_atomically(trained["export_dir"], str(serving), extra=extra)
+    assert os.listdir(serving) == []
+
+
+def test_graft_predict_tflite_answers(trained, variants, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from test_trainer import draw_image
+
+    serving = tmp_path / "serving"
+    _push(trained, variants[0], serving, tmp_path)
+    img = tmp_path / "square.png"
+    img.write_bytes(draw_image("square", 777))
+    graft_bin = str(Path(sys.executable).parent / "graft")
+    for flags in (["--tflite"], ["--tflite", "--tflite-variant", "float16"]):
+        run = subprocess.run(
+            [graft_bin, "predict", "--model", str(serving), *flags, "--json", str(img)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert run.returncode == 0, run.stderr[-2000:]
+        answer = json.loads(run.stdout.strip().splitlines()[-1])
+        assert answer["tflite_variant"] == (flags[-1] if len(flags) > 1 else "int8")
+        assert answer["class_name"] in trained["class_names"] and 0.0 <= answer["probability"] <= 1.0
+    # the same answer as the SavedModel on this image
+    from graft.pipeline import predict
+
+    assert predict.predict_files(serving, [str(img)])[0]["class_name"] == answer["class_name"]
+    with pytest.raises(predict.PredictError, match="variant 'dynamic_range' was not pushed"):
+        predict.predict_files_tflite(serving, [str(img)], "dynamic_range")

@@ -115,7 +115,9 @@ def export_variants(
         try:
             flatbuffer = convert.convert(loaded, fn, variant, representative)
         except convert.EdgeExportError as e:
-            results.append(_refused(variant, filename, str(e), reference, source, recomputed, max_accuracy_drop))
+            results.append(
+                _refused(variant, filename, str(e), reference, source, recomputed, max_accuracy_drop)
+            )
             continue
         with tf.io.gfile.GFile(os.path.join(out_dir, filename), "wb") as f:
             f.write(flatbuffer)
@@ -123,7 +125,9 @@ def export_variants(
         accs = evaluate.accuracies(evaluate.predict_all(model.predict, test_images), test_labels, class_names)
         accuracy, n = accs["overall"]
         blessed, reason = evaluate.gate(accuracy, reference, max_accuracy_drop)
-        evaluate.write_tfma_results(os.path.join(out_dir, EVALUATION_DIR, variant), variant, accs, blessed, reason)
+        evaluate.write_tfma_results(
+            os.path.join(out_dir, EVALUATION_DIR, variant), variant, accs, blessed, reason
+        )
         results.append(
             evaluate.VariantResult(
                 variant=variant,
@@ -238,7 +242,9 @@ class Executor(base_executor.BaseExecutor):
         out.set_json_value_custom_property("blessed_variants", blessed)
         out.set_json_value_custom_property("refused_variants", refused)
         for r in summary["variants"]:
-            logging.info("TFLite %s: %s (%s)", r["variant"], "blessed" if r["blessed"] else "REFUSED", r["reason"])
+            logging.info(
+                "TFLite %s: %s (%s)", r["variant"], "blessed" if r["blessed"] else "REFUSED", r["reason"]
+            )
 
 
 class TFLiteExport(base_component.BaseComponent):

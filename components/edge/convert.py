@@ -136,9 +136,7 @@ def representative_dataset(images: np.ndarray):
     return gen
 
 
-def convert(
-    loaded, concrete_fn, variant: str, representative: np.ndarray | None = None
-) -> bytes:
+def convert(loaded, concrete_fn, variant: str, representative: np.ndarray | None = None) -> bytes:
     """One variant's TFLite flatbuffer."""
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete_fn], loaded)
     if variant == "float16":
@@ -159,7 +157,9 @@ def convert(
     try:
         return converter.convert()
     except Exception as e:  # noqa: BLE001 - the converter raises ConverterError, RuntimeError, ValueError ...
-        raise EdgeExportError(f"TFLite conversion of variant '{variant}' failed: {type(e).__name__}: {e}") from e
+        raise EdgeExportError(
+            f"TFLite conversion of variant '{variant}' failed: {type(e).__name__}: {e}"
+        ) from e
 
 
 def write_labels(path: str, class_names: Sequence[str]) -> str:
