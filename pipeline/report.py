@@ -32,7 +32,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from graft.pipeline import recovery, runs
+from graft.pipeline import recovery, runs, tflite_report
 
 REPORT_FILE = "report.html"
 REPORTS_DIR = "reports"
@@ -614,6 +614,7 @@ class _Builder:
             self.training(),
             self.evaluation(),
             self.blessing(),
+            tflite_report.section(self),  # edge export: the TFLite variants table
             self.push(),
             self.config(),
             self.artifacts(),

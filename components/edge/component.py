@@ -11,7 +11,7 @@ A separate component rather than more work in ``run_fn``: the Trainer's cache ke
 change of ``edge.*`` or ``evaluation.max_tflite_accuracy_drop`` re-runs this component only, and its result is
 its own MLMD artifact. Its exec properties carry only what it reads.
 
-Output ``tflite_models`` (artifact type ``GraftTFLiteModels``)::
+Output ``tflite_models`` (artifact type ``graft.TFLiteModels``)::
 
     model_<variant>.tflite          every variant that converted (blessed or not: the artifact is the record)
     labels.txt                      class names in output order
@@ -41,7 +41,7 @@ DEFAULT_LATENCY_RUNS = 30
 class TFLiteModels(types.Artifact):
     """TFLite variants of one trained model, with their evaluation and per-variant blessing."""
 
-    TYPE_NAME = "GraftTFLiteModels"
+    TYPE_NAME = "graft.TFLiteModels"  # <namespace>.<Name>: the form KubeflowV2DagRunner compiles
 
 
 class TFLiteExportSpec(types.ComponentSpec):
