@@ -1,8 +1,8 @@
 """`graft predict --tflite`: classify image files with a pushed TFLite variant in the TFLite interpreter.
 
 The TFLite models take decoded ``uint8 [1, H, W, 3]`` pixels (components/edge/convert.py). Here the files are
-decoded and resized by the Transform graph tracked on the version's SavedModel (``tft_layer``; the restored
-layer has only its traced all-features signature, so label and path go in empty and only ``image`` is read), so the pixels are exactly the ones the model was trained and evaluated
+decoded and resized by the Transform graph tracked on the version's SavedModel (``tft_layer``, fed the raw
+``image_bytes``; any other raw key its traced signature has goes in empty), so the pixels are exactly the ones the model was trained and evaluated
 on. An app on a device does this step itself: decode, resize to H x W with the run's ``transform.*`` settings,
 keep uint8.
 """
@@ -48,13 +48,15 @@ def predict_files(
     model = evaluate.TFLiteClassifier(str(found[variant]))
     _, height, width, _ = model.input_shape
     saved = tf.saved_model.load(str(version_dir))
+    # The restored layer keeps only the raw-feature structure it was traced with at export (image_bytes alone, or
+    # with label / source_path): feed those keys, the others empty; only ``image`` is read back.
+    keys = list(saved.tft_layer.__call__.concrete_functions[0].structured_input_signature[0][0])
     results = []
     for path in images:
         try:
-            # The restored layer keeps the one traced signature (every raw feature); only ``image`` is read back,
-            # the empty label / path feed nothing that is used.
-            raw = {features.IMAGE_KEY: tf.constant([Path(path).read_bytes()])}
-            raw.update({k: tf.constant([""]) for k in (features.LABEL_KEY, features.PATH_KEY)})
+            raw = {
+                k: tf.constant([Path(path).read_bytes() if k == features.IMAGE_KEY else b""]) for k in keys
+            }
             out = saved.tft_layer(raw)
         except tf.errors.InvalidArgumentError as e:
             raise error(f"could not decode {path}: {e.message}") from None
