@@ -334,7 +334,7 @@ def config_show(config_file, overrides):
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
 @click.option("--tflite", is_flag=True, help="Use a pushed TFLite variant in the TFLite interpreter.")
-@click.option("--tflite-variant", default=None, help="With --tflite: int8, float16, ... (default: int8 if pushed).")
+@click.option("--tflite-variant", default=None, help="int8, float16, ... (implies --tflite; default int8).")
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 def predict(model_dir, as_json, tflite, tflite_variant, images):
     """Print the predicted class and its probability for each IMAGE, using a pushed model."""
@@ -343,7 +343,7 @@ def predict(model_dir, as_json, tflite, tflite_variant, images):
     from graft.pipeline import predict as predict_mod
 
     try:
-        if tflite:  # edge export (components/edge): one line of dispatch
+        if tflite or tflite_variant:  # edge export (components/edge)
             results = predict_mod.predict_files_tflite(model_dir, list(images), tflite_variant)
         else:
             results = predict_mod.predict_files(model_dir, list(images))
