@@ -29,7 +29,6 @@ image); a labels file is what MediaPipe / TFLite task libraries also accept.
 
 from __future__ import annotations
 
-import glob
 import os
 from collections.abc import Iterator, Sequence
 
@@ -64,7 +63,7 @@ def check_variants(variants: Sequence[str]) -> list[str]:
 
 # ---- reading Transform's output --------------------------------------------------------------------------------
 def _split_files(examples_uri: str, split: str) -> list[str]:
-    files = sorted(glob.glob(os.path.join(examples_uri, f"Split-{split}", "*")))
+    files = sorted(tf.io.gfile.glob(os.path.join(examples_uri, f"Split-{split}", "*")))  # gs:// too
     if not files:
         raise EdgeExportError(
             f"no transformed examples for split '{split}' under {examples_uri} (expected Split-{split}/*.gz "
