@@ -257,3 +257,27 @@ def test_graft_predict_tflite_answers(trained, variants, tmp_path):
     assert predict.predict_files(serving, [str(img)])[0]["class_name"] == answer["class_name"]
     with pytest.raises(predict.PredictError, match="variant 'dynamic_range' was not pushed"):
         predict.predict_files_tflite(serving, [str(img)], "dynamic_range")
+
+
+def test_summary_lines_and_report_rows_give_each_variant_its_fate(variants):
+    from graft.pipeline import runs, tflite_report
+
+    results = edge.read_results(variants[0])
+    results["variants"][1]["blessed"] = False
+    results["variants"][1]["reason"] = "accuracy 0.3000 vs SavedModel 0.9000: drop 0.6000 exceeds ..."
+    s = runs.RunSummary(
+        run_id="r", pipeline_name="p", blessed=True, pushed=True, pushed_path="/s/m/7", tflite=results
+    )
+    rows = {r["variant"]: r for r in tflite_report.rows(s)}
+    assert (
+        rows["float16"]["pushed"] and rows["float16"]["why"] == "pushed to /s/m/7/tflite/model_float16.tflite"
+    )
+    assert not rows["int8"]["pushed"] and "0.3000 vs SavedModel 0.9000" in rows["int8"]["why"]
+    assert 0 < rows["int8"]["size_ratio"] < rows["float16"]["size_ratio"]
+    lines = tflite_report.summary_lines(s)
+    assert any(
+        line.startswith("[graft] TFLite int8:") and "NOT pushed (refused: accuracy 0.3000" in line
+        for line in lines
+    )
+    s.blessed, s.pushed = False, False
+    assert "SavedModel was not blessed" in tflite_report.rows(s)[0]["why"]
