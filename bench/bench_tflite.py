@@ -31,8 +31,8 @@ import graft  # noqa: F401  (legacy Keras before TensorFlow)
 # isort: split
 from bench import common
 
+CIFAR_BACKBONE = "mobilenet_v1_imagenet"
 CIFAR_SETTINGS = [
-    "backbone.handle=mobilenet_v1_imagenet",
     "backbone.input_size=128",
     "train.fine_tune_fraction=0.0",
     "evaluation.min_accuracy=0.3",
