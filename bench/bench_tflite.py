@@ -48,6 +48,8 @@ def _run_pipeline(args, root: Path) -> dict:
             "run",
             "--data",
             args.data,
+            "--backbone",
+            CIFAR_BACKBONE,
             "--root",
             str(root),
             "--set",
