@@ -20,8 +20,16 @@ class EvaluationConfig:
     max_accuracy_drop: float = 0.0
     # Per-class recall floor (sliced by label). 0 disables it.
     min_class_recall: float = 0.0
+    # Per TFLite variant (edge.variants): its test accuracy may be at most this much below the SavedModel's, or
+    # the variant is not pushed (the SavedModel's own blessing is unaffected).
+    max_tflite_accuracy_drop: float = 0.01
 
     def validate(self) -> None:
         _check(0.0 <= self.min_accuracy <= 1.0, "evaluation.min_accuracy", "must be in [0, 1]")
+        _check(
+            0.0 <= self.max_tflite_accuracy_drop <= 1.0,
+            "evaluation.max_tflite_accuracy_drop",
+            "must be in [0, 1]",
+        )
         _check(-1.0 <= self.max_accuracy_drop <= 1.0, "evaluation.max_accuracy_drop", "must be in [-1, 1]")
         _check(0.0 <= self.min_class_recall <= 1.0, "evaluation.min_class_recall", "must be in [0, 1]")

@@ -18,7 +18,10 @@ the newest version already holds exactly this model (the push was killed after t
 it), it is reused instead of copied again. Remote destinations (``gs://`` ...) have no atomic rename: there TFX's
 own behaviour applies (``saved_model.pb`` copied last).
 
-The DAG uses :class:`Pusher`: TFX's Pusher component (same spec, inputs, outputs and node id) with this executor.
+The DAG uses :class:`Pusher`: TFX's Pusher component (same spec, inputs, outputs and node id) with this executor,
+plus an optional ``tflite_models`` input: the TFLite variants that passed their gate (components/edge) are copied
+into the same staging directory, as ``<version>/tflite/model_<variant>.tflite`` with ``labels.txt`` and
+``results.json``, so they land with the SavedModel in the one rename.
 """
 
 from __future__ import annotations  # noqa: I001  (import graft must stay first)
@@ -37,16 +40,20 @@ from typing import Any  # noqa: E402
 from absl import logging  # noqa: E402
 from tfx.components.pusher import component as tfx_pusher_component  # noqa: E402
 from tfx.components.pusher import executor as tfx_pusher_executor  # noqa: E402
-from tfx.dsl.components.base import executor_spec  # noqa: E402
+from tfx.dsl.components.base import base_component, executor_spec  # noqa: E402
 from tfx.proto import pusher_pb2  # noqa: E402
-from tfx.types import artifact_utils, standard_component_specs  # noqa: E402
+from tfx.types import Channel, artifact_utils, component_spec, standard_artifacts  # noqa: E402
+from tfx.types import standard_component_specs  # noqa: E402
 from tfx.utils import io_utils, proto_utils  # noqa: E402
+
+from graft.components.edge.component import TFLiteModels  # noqa: E402
 
 STAGING_PREFIX = ".graft-staging-"
 _STAGING_RE = re.compile(r"^\.graft-staging-(\d+)-(\d+)-(.+)$")
 # A staging directory from another machine (shared filesystem) is only removed when it is this old.
 FOREIGN_STAGING_MAX_AGE_S = 24 * 3600
 _RENAME_ATTEMPTS = 20
+TFLITE_DIR = "tflite"  # <version>/tflite/: the blessed TFLite variants (components/edge)
 
 
 class PushError(RuntimeError):
@@ -151,24 +158,51 @@ def copy_tree_durably(src: str, dst: str) -> None:
         _fsync_dir(d)
 
 
-def tree_digest(path: str) -> str:
-    """sha256 over the relative paths and contents of every file under ``path``."""
-    h = hashlib.sha256()
-    for dirpath, dirnames, filenames in os.walk(path):
-        dirnames.sort()
-        for f in sorted(filenames):
+def tree_files(path: str) -> dict[str, str]:
+    """{path relative to ``path``: full path} of every file under ``path``."""
+    out = {}
+    for dirpath, _dirnames, filenames in os.walk(path):
+        for f in filenames:
             full = os.path.join(dirpath, f)
-            h.update(os.path.relpath(full, path).encode("utf-8", "surrogateescape") + b"\0")
-            with open(full, "rb") as fin:
-                for block in iter(lambda fin=fin: fin.read(1 << 20), b""):
-                    h.update(block)
-            h.update(b"\0")
+            out[os.path.relpath(full, path)] = full
+    return out
+
+
+def files_digest(files: dict[str, str]) -> str:
+    """sha256 over the relative paths and contents of ``files`` ({relative path: full path})."""
+    h = hashlib.sha256()
+    for rel in sorted(files):
+        h.update(rel.encode("utf-8", "surrogateescape") + b"\0")
+        with open(files[rel], "rb") as fin:
+            for block in iter(lambda fin=fin: fin.read(1 << 20), b""):
+                h.update(block)
+        h.update(b"\0")
     return h.hexdigest()
 
 
-def push_atomically(model_path: str, base: str, now: float | None = None) -> tuple[str, int, bool]:
+def tree_digest(path: str) -> str:
+    """sha256 over the relative paths and contents of every file under ``path``."""
+    return files_digest(tree_files(path))
+
+
+# ---- edge models (components/edge): copied into the same staging as the SavedModel -----------------------------
+def _copy_extra_durably(extra: dict[str, str] | None, staging: str) -> None:
+    for rel, src in sorted((extra or {}).items()):
+        dst = os.path.join(staging, rel)
+        new_dir = not os.path.isdir(os.path.dirname(dst))
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        _copy_file(src, dst)
+        if new_dir:
+            _fsync_dir(os.path.dirname(dst))
+
+
+def push_atomically(
+    model_path: str, base: str, now: float | None = None, extra: dict[str, str] | None = None
+) -> tuple[str, int, bool]:
     """Publish the SavedModel directory ``model_path`` as a new version under the local directory ``base``.
 
+    ``extra`` maps paths inside the version directory to files copied in the same staging (the blessed TFLite
+    variants: ``tflite/model_int8.tflite`` ...), so they appear with the SavedModel or not at all.
     Returns (version directory, version, reused): ``reused`` when the newest version already held this exact
     model. On any error the staging directory is removed and :class:`PushError` names the cause; ``base`` then
     holds no new entry.
@@ -181,7 +215,7 @@ def push_atomically(model_path: str, base: str, now: float | None = None) -> tup
     existing = versions(base)
     if existing:
         newest = os.path.join(base, str(existing[-1]))
-        if tree_digest(newest) == tree_digest(model_path):
+        if tree_digest(newest) == files_digest({**tree_files(model_path), **(extra or {})}):
             logging.info(
                 "Version %s under %s already holds this model: not copied again.", existing[-1], base
             )
@@ -190,6 +224,7 @@ def push_atomically(model_path: str, base: str, now: float | None = None) -> tup
     staging = os.path.join(base, staging_name(version))
     try:
         copy_tree_durably(model_path, staging)
+        _copy_extra_durably(extra, staging)
         for _ in range(_RENAME_ATTEMPTS):
             target = os.path.join(base, str(version))
             if not os.path.exists(target):
@@ -233,6 +268,10 @@ class Executor(tfx_pusher_executor.Executor):
         kind = destination.WhichOneof("destination")
         base = destination.filesystem.base_directory if kind == "filesystem" else ""
         if not base or "://" in base:
+            if _tflite_files(input_dict):
+                logging.warning(
+                    "TFLite variants are pushed to local serving directories only; not to %s.", base
+                )
             super().Do(input_dict, output_dict, exec_properties)
             return
         self._log_startup(input_dict, output_dict, exec_properties)
@@ -243,7 +282,7 @@ class Executor(tfx_pusher_executor.Executor):
             self._MarkNotPushed(model_push)
             return
         model_path = self.GetModelPath(input_dict)
-        serving_path, version, reused = push_atomically(model_path, base)
+        serving_path, version, reused = push_atomically(model_path, base, extra=_tflite_files(input_dict))
         logging.info("Model %s to serving path %s.", "already present" if reused else "written", serving_path)
         # TFX's archived copy of the pushed model, in the PushedModel artifact.
         io_utils.copy_dir(model_path, model_push.uri)
@@ -251,7 +290,39 @@ class Executor(tfx_pusher_executor.Executor):
         logging.info("Model pushed to %s.", model_push.uri)
 
 
-class Pusher(tfx_pusher_component.Pusher):
-    """TFX's Pusher component with Graft's atomic executor (its node id stays 'Pusher')."""
+def _tflite_files(input_dict: dict[str, list[Any]]) -> dict[str, str]:
+    """{'tflite/<file>': source} for the blessed TFLite variants of the optional ``tflite_models`` input."""
+    from graft.components.edge import component as edge
 
+    models = input_dict.get(edge.TFLITE_MODELS_KEY) or []
+    if not models:
+        return {}
+    uri = models[0].uri
+    return {f"{TFLITE_DIR}/{f}": os.path.join(uri, f) for f in edge.blessed_files(uri)}
+
+
+class PusherSpec(standard_component_specs.PusherSpec):
+    """TFX's PusherSpec plus the optional ``tflite_models`` input (components/edge)."""
+
+    INPUTS = {
+        **standard_component_specs.PusherSpec.INPUTS,
+        "tflite_models": component_spec.ChannelParameter(type=TFLiteModels, optional=True),
+    }
+
+
+class Pusher(tfx_pusher_component.Pusher):
+    """TFX's Pusher component with Graft's atomic executor (its node id stays 'Pusher'); ``tflite_models`` adds
+    the blessed TFLite variants under ``<version>/tflite/`` in the same atomic push."""
+
+    SPEC_CLASS = PusherSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
+
+    def __init__(self, model, model_blessing, push_destination, tflite_models=None):
+        spec = PusherSpec(
+            model=model,
+            model_blessing=model_blessing,
+            push_destination=push_destination,
+            tflite_models=tflite_models,
+            pushed_model=Channel(type=standard_artifacts.PushedModel),
+        )
+        base_component.BaseComponent.__init__(self, spec=spec)

@@ -28,6 +28,7 @@ from typing import Any, Literal
 import yaml
 
 from graft.components.backbone_config import BackboneConfig
+from graft.components.edge.config import EdgeConfig
 from graft.components.evaluation_config import EvaluationConfig
 from graft.components.image_example_gen.config import DataConfig, normalize_data_path
 from graft.components.preprocessing_config import TransformConfig
@@ -54,6 +55,7 @@ __all__ = [
     "ConfigError",
     "DataConfig",
     "DataflowConfig",
+    "EdgeConfig",
     "EvaluationConfig",
     "GraftConfig",
     "KubeflowConfig",
@@ -329,6 +331,7 @@ class GraftConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     push: PushConfig = field(default_factory=PushConfig)
+    edge: EdgeConfig = field(default_factory=EdgeConfig)
     beam: BeamConfig = field(default_factory=BeamConfig)
     kubeflow: KubeflowConfig = field(default_factory=KubeflowConfig)
 

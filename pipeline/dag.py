@@ -3,7 +3,8 @@
   ImageExampleGen -> StatisticsGen -> CuratedSchemaGen (committed schema + label domain) -> ExampleValidator
   -> DataGate (stops the run on any data problem) -> Transform (analyze train, transform train/val/test)
   -> Trainer (train / val) -> baseline Resolver (last blessed model older than the candidate)
-  -> Evaluator (test split, thresholds -> blessing) -> Pusher (blessed only, TF Serving layout)
+  -> Evaluator (test split, thresholds -> blessing) -> TFLiteExport (edge.variants: converted, scored on the test
+  split, gated per variant against the SavedModel) -> Pusher (blessed only, TF Serving layout, TFLite beside)
 
 Transform reads its schema from the gate's ``validated_schema`` output: it cannot run unless the gate passed, on
 LocalDagRunner and KubeflowV2DagRunner alike. Transform's analyzer-cache resolver is deliberately not wired (it
@@ -209,6 +210,23 @@ def create_pipeline(
         example_splits=[features.TEST_SPLIT],
         eval_config=evaluation.build_eval_config(config.evaluation, class_names),
     )
+    # ---- Edge: TFLite variants of the trained model, scored on the test split, gated per variant ------------------
+    tflite_export = None
+    if config.edge.variants:
+        from graft.components.edge.component import TFLiteExport
+
+        b = _backbone_dict(backbone_info)
+        tflite_export = TFLiteExport(
+            model=trainer.outputs["model"],
+            examples=transform.outputs["transformed_examples"],
+            transform_graph=transform.outputs["transform_graph"],
+            evaluation=evaluator.outputs["evaluation"],
+            variants=list(config.edge.variants),
+            representative_examples=config.edge.representative_examples,
+            max_accuracy_drop=config.evaluation.max_tflite_accuracy_drop,
+            height=int(b["height"]),
+            width=int(b["width"]),
+        )
     # ---- Pusher: only a blessed model reaches <serving_root>/<model_name>/<version>/ -----------------------------
     pusher = Pusher(
         model=trainer.outputs["model"],
@@ -218,6 +236,7 @@ def create_pipeline(
                 base_directory=serving_dir or str(config.serving_model_dir)
             )
         ),
+        tflite_models=tflite_export.outputs["tflite_models"] if tflite_export else None,
     )
     components = [
         example_gen,
@@ -229,6 +248,7 @@ def create_pipeline(
         trainer,
         baseline,
         evaluator,
+        *([tflite_export] if tflite_export else []),
         pusher,
     ]
 

@@ -61,3 +61,13 @@ def _answer(out, i: int) -> dict:
         "class_index": k,
         "probability": float(out["probabilities"].numpy()[i][k]),
     }
+
+
+# ---- graft predict --tflite: one of the pushed TFLite variants in the TFLite interpreter ------------------------
+def predict_files_tflite(model_dir: str | Path, images: list[str], variant: str | None = None) -> list[dict]:
+    """Like :func:`predict_files`, through ``<version>/tflite/model_<variant>.tflite`` (default: int8 if pushed,
+    else the first pushed). Images are decoded and resized by the Transform graph inside the same version's
+    SavedModel, so the TFLite model sees exactly the pixels the Trainer and the SavedModel saw."""
+    from graft.pipeline import tflite_predict
+
+    return tflite_predict.predict_files(resolve_version_dir(model_dir), images, variant, PredictError)

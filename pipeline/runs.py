@@ -77,6 +77,8 @@ class RunSummary:
     # The Evaluator's baseline (the last blessed model before this candidate); None on a first blessing.
     baseline_model_uri: str | None = None
     baseline_metrics: dict[str, float] = dataclasses.field(default_factory=dict)
+    # The TFLiteExport's results.json (components/edge): per-variant size, accuracy, drop, latency, blessing.
+    tflite: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def seconds(self) -> float:
@@ -229,6 +231,10 @@ def _summarize_context(
             summary.confusion_matrix = read_confusion_matrix(a.uri)
             if summary.baseline_model_uri:
                 summary.baseline_metrics = read_evaluation(a.uri, model="baseline")[0]
+        elif tname == "graft.TFLiteModels":  # edge export (pipeline/tflite_report.py)
+            from graft.pipeline import tflite_report
+
+            summary.tflite = tflite_report.read_variants(a.uri)
         elif tname == "ExampleAnomalies":
             summary.anomalies = read_anomalies(a.uri)
         elif tname == "Examples" and _prop(a, EXAMPLES_COUNTS_PROP) is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from graft.pipeline import tflite_report
 from graft.pipeline.config import GraftConfig
 from graft.pipeline.runs import RunSummary
 
@@ -51,6 +52,7 @@ def render(s: RunSummary, cfg: GraftConfig, report_path: str | None = None) -> s
         )
         for f in s.threshold_failures or ["(no detail recorded)"]:
             lines.append(f"[graft]   - {f}")
+    lines += tflite_report.summary_lines(s)  # edge export: each TFLite variant, pushed or why not
     if report_path:
         lines.append(f"[graft] report (plots, data, blessing, config): {report_path}")
     return "\n".join(lines)

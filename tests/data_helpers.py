@@ -29,9 +29,9 @@ DATA_HALF = (
     "Transform",
 )
 # Every component that runs as a container task on Kubeflow (the resolver is a query, not a container).
-CONTAINER_COMPONENTS = (*DATA_HALF, "Trainer", "Evaluator", "Pusher")
+CONTAINER_COMPONENTS = (*DATA_HALF, "Trainer", "Evaluator", "TFLiteExport", "Pusher")
 # Every node of a local run: the components and the baseline resolver (graft.pipeline.dag.BASELINE_RESOLVER_ID).
-ALL_NODES = (*DATA_HALF, "Trainer", "latest_blessed_model_resolver", "Evaluator", "Pusher")
+ALL_NODES = (*DATA_HALF, "Trainer", "latest_blessed_model_resolver", "Evaluator", "TFLiteExport", "Pusher")
 
 
 def image_bytes(size=(16, 16), fmt="PNG", mode="RGB", seed=0, frames=1) -> bytes:

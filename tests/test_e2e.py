@@ -70,6 +70,7 @@ def world(tmp_path_factory):
 def first_run(world):
     code, payload, err = graft_run(world["data"], world["root"])
     assert code == 0, err[-4000:]
+    world["first_stderr"] = err
     return payload
 
 
@@ -165,6 +166,36 @@ def test_pushed_model_answers_graft_predict(world, first_run, tmp_path):
         assert row["class_name"] in {"circle", "square", "triangle"}
         assert 1 / 3 <= row["probability"] <= 1.0
         assert row["model_version"] == first_run["pushed_version"]
+
+
+def test_tflite_variants_are_gated_pushed_beside_the_saved_model_and_answer(world, first_run):
+    """Edge export through the real DAG: every variant (edge.variants default: float16, int8) is in the TFLite
+    artifact with its evaluation; exactly the blessed ones sit in <version>/tflite/; `graft predict --tflite`
+    answers with one; the summary names each variant's fate."""
+    summary = runs.summarize(world["mlmd"], first_run["run_id"], "graft")
+    variants = {v["variant"]: v for v in summary.tflite["variants"]}
+    assert set(variants) == {"float16", "int8"}
+    pushed_dir = Path(summary.pushed_path) / "tflite"
+    for name, v in variants.items():
+        assert v["examples"] == summary.test_metrics["example_count"]  # the Evaluator's test split
+        assert v["saved_model_accuracy"] == pytest.approx(summary.test_metrics["sparse_categorical_accuracy"])
+        assert v["blessed"] == (v["drop"] <= v["max_accuracy_drop"] + 1e-9), v
+        assert (pushed_dir / f"model_{name}.tflite").exists() == v["blessed"], v
+        assert f"TFLite {name}:" in world["first_stderr"]
+    assert any(v["blessed"] for v in variants.values()), variants
+    assert (pushed_dir / "labels.txt").read_text().split() == ["circle", "square", "triangle"]
+    image = world["data"] / "square" / "002.jpg"
+    out = subprocess.run(
+        [GRAFT, "predict", "--model", str(world["serving"]), "--tflite", "--json", str(image)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    row = json.loads(out.stdout.strip().splitlines()[-1])
+    assert row["tflite_variant"] in variants and variants[row["tflite_variant"]]["blessed"]
+    assert row["class_name"] in {"circle", "square", "triangle"}
 
 
 def test_usage_errors_exit_2_and_name_the_key(world):

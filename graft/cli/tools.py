@@ -56,8 +56,10 @@ def config_show(config_file, overrides):
     help="A pushed model: <serving_root>/<model_name> (newest version) or one version directory.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
+@click.option("--tflite", is_flag=True, help="Use a pushed TFLite variant in the TFLite interpreter.")
+@click.option("--tflite-variant", default=None, help="int8, float16, ... (implies --tflite; default int8).")
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-def predict(model_dir, as_json, images):
+def predict(model_dir, as_json, tflite, tflite_variant, images):
     """Print the predicted class and its probability for each IMAGE, using a pushed model.
 
     An unreadable IMAGE is named with the reason (in --json: an "error" field) and the others are still answered;
@@ -67,7 +69,10 @@ def predict(model_dir, as_json, images):
     from graft.pipeline import predict as predict_mod
 
     try:
-        results = predict_mod.predict_files(model_dir, list(images))
+        if tflite or tflite_variant:  # edge export (components/edge)
+            results = predict_mod.predict_files_tflite(model_dir, list(images), tflite_variant)
+        else:
+            results = predict_mod.predict_files(model_dir, list(images))
     except predict_mod.PredictError as e:
         click.echo(f"graft: {e}", err=True)
         sys.exit(EXIT_USAGE)

@@ -15,6 +15,7 @@ from graft.pipeline import runs
 from graft.pipeline.report.artifacts import ACCURACY, REPORT_FILE, ReportError, default_out_dir
 from graft.pipeline.report.data_sections import DataSections
 from graft.pipeline.report.markup import CSS, _img, _num, _table, _td, _when, esc
+from graft.pipeline import tflite_report
 from graft.pipeline.report.model_sections import ModelSections
 
 
@@ -110,6 +111,7 @@ class _Builder(DataSections, ModelSections):
             self.training(),
             self.evaluation(),
             self.blessing(),
+            tflite_report.section(self),  # edge export: the TFLite variants table
             self.push(),
             self.config(),
             self.artifacts(),

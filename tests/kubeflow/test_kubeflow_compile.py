@@ -137,6 +137,7 @@ def test_one_task_per_component_with_the_right_executor_class(compiled):
     assert set(dag_classes) == set(COMPONENTS)
     assert {k: dag_classes[k] for k in TFX_CLASSES} == TFX_CLASSES
     assert dag_classes["ImageExampleGen"] == "graft.components.image_example_gen.executor.Executor"
+    assert dag_classes["TFLiteExport"] == "graft.components.edge.component.Executor"
     for task in COMPONENTS:
         assert c.executor_kind(task) == "container", task
         assert c.executor_class(task) == dag_classes[task], task
@@ -167,7 +168,8 @@ def test_one_task_per_component_with_the_right_executor_class(compiled):
         (RESOLVERS[0], RESOLVERS[1]),
         (RESOLVERS[1], "Evaluator"),
         ("Trainer", "Evaluator"),
-        ("Evaluator", "Pusher"),
+        ("Evaluator", "TFLiteExport"),
+        ("TFLiteExport", "Pusher"),
     ]:
         assert order.index(before) < order.index(after), (before, after)
     assert order[-1] == "Pusher"

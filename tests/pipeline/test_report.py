@@ -384,10 +384,15 @@ def test_report_has_every_section_and_valid_pngs(runs_root):
         "training",
         "evaluation",
         "blessing",
+        "tflite",
         "push",
         "config",
         "artifacts",
     ]
+    # the TFLite variants table (components/edge): each variant scored, pushed or refused with its reason
+    for variant in ("float16", "int8"):
+        assert 0.0 <= float(page.key(f"tflite_{variant}_accuracy")) <= 1.0
+        assert page.key(f"tflite_{variant}_pushed").startswith(("pushed: ", "not pushed: refused: accuracy"))
     files = {name for name, _ in page.images}
     assert files == {report.PNG_COUNTS, report.PNG_SAMPLES, report.PNG_CURVES, report.PNG_CONFUSION}
     folder = _report_path(runs_root["blessed"]["result"].stdout).parent
@@ -508,7 +513,7 @@ def test_data_gate_stop_report_says_why(runs_root):
     assert "fewer than data.min_train_examples_per_class=1000" in text
     assert page.key("state/DataGate") == "failed"
     assert page.key("count/train") == "48"  # the data summary is there: ExampleGen ran (cached)
-    for section in ("samples", "training", "evaluation", "blessing", "push"):
+    for section in ("samples", "training", "evaluation", "blessing", "tflite", "push"):
         assert (
             "the run stopped at DataGate before"
             in text.split(f'<section id="{section}">')[1].split("</section>")[0]

@@ -1,0 +1,34 @@
+"""The ``edge`` section: which TFLite variants the edge export builds, and how int8 is calibrated.
+
+Owned by graft.components.edge (the TFLiteExport component); its gate's threshold is
+``evaluation.max_tflite_accuracy_drop``. No TensorFlow here (the assembled config and the CLI's ``--help`` import it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from graft.settings import check as _check
+
+EDGE_VARIANTS = ("float32", "float16", "dynamic_range", "int8")  # components/edge/convert.py VARIANTS
+
+
+@dataclass
+class EdgeConfig:
+    # TFLite variants converted after training, scored on the test split and pushed beside the SavedModel
+    # (<version>/tflite/) when they hold up (evaluation.max_tflite_accuracy_drop). [] turns the edge export off.
+    variants: list[str] = field(default_factory=lambda: ["float16", "int8"])
+    # How many of Transform's train images calibrate the int8 variant's activation ranges.
+    representative_examples: int = 300
+
+    def validate(self) -> None:
+        for i, v in enumerate(self.variants):
+            _check(
+                v in EDGE_VARIANTS, f"edge.variants[{i}]", f"{v!r} is not one of {', '.join(EDGE_VARIANTS)}"
+            )
+        _check(len(set(self.variants)) == len(self.variants), "edge.variants", "lists a variant twice")
+        _check(
+            1 <= self.representative_examples <= 100_000,
+            "edge.representative_examples",
+            "must be in [1, 100000]",
+        )
