@@ -43,6 +43,7 @@ def main(argv: list[str]) -> int:
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     import graft  # noqa: F401  (legacy Keras before TensorFlow)
+
     try:  # the CLI's home since the house moved (graft.cli); --graft-src trees from before keep graft.pipeline.cli
         from graft import cli
     except ImportError:

@@ -11,11 +11,10 @@ import datetime
 import os
 from pathlib import Path
 
-from graft.pipeline import runs
+from graft.pipeline import runs, tflite_report
 from graft.pipeline.report.artifacts import ACCURACY, REPORT_FILE, ReportError, default_out_dir
 from graft.pipeline.report.data_sections import DataSections
 from graft.pipeline.report.markup import CSS, _img, _num, _table, _td, _when, esc
-from graft.pipeline import tflite_report
 from graft.pipeline.report.model_sections import ModelSections
 
 
