@@ -840,3 +840,26 @@ def test_warmup_cosine_schedule():
     assert lrs[:4] == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3])
     assert lrs[4] == pytest.approx(1e-3) and all(a > b for a, b in zip(lrs[4:], lrs[5:], strict=False))
     assert float(s(12)) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_phase_two_that_does_not_beat_phase_one_stops_after_its_first_epoch(data):
+    # Default patience (1), judged against phase 1's best val loss from the first epoch: a fine-tuning epoch
+    # that makes val worse (a learning rate far too high) ends phase 2 at once, and phase 1's weights come back.
+    # Without the baseline, patience 1 would still run a second epoch (the first is always a "best").
+    cfg = train_cfg(
+        phase1_epochs=8,
+        phase1_learning_rate=0.01,
+        phase2_epochs=5,
+        phase2_learning_rate=0.5,
+        fine_tune_fraction=0.5,
+    )
+    assert cfg.early_stopping_patience == 1
+    model = model_lib.build_classifier(backbone_spec(data["backbone"]), 3, cfg)
+    train, val = _datasets(data)
+    history = training_loop.train_two_phases(model, train, val, cfg, 3)
+    p1, p2 = history["phases"]
+    assert p2["epochs_run"] == 1 and p2["stopped_early"]
+    assert p2["best_val_loss"] >= p1["best_val_loss"]
+    assert history["selected"]["phase"] == 1
+    model.compile(loss=model_lib.make_loss(3, 0.0))
+    assert model.evaluate(val, verbose=0) == pytest.approx(p1["best_val_loss"], rel=1e-4)
