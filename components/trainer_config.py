@@ -47,8 +47,9 @@ class TrainConfig:
     phase2_epochs: int = 3
     phase2_learning_rate: float = 1e-5
     phase2_warmup_epochs: float = 0.5
-    # Phase 2's early-stopping patience (epochs without a better val loss).
-    early_stopping_patience: int = 2
+    # Phase 2's early-stopping patience (epochs without a better val loss), and how many of its first epochs may
+    # fail to beat phase 1's best val loss before it stops (1: fine-tuning is judged after its first epoch).
+    early_stopping_patience: int = 1
     # Time budget of the whole Trainer, minutes (None: none). Phase 2 runs only if its first epoch is estimated to
     # fit in what phase 1 left, and stops (best weights kept) when the budget is spent.
     max_minutes: float | None = 5.0

@@ -11,8 +11,10 @@ changes: how each phase fits, its schedule, its stopping rules, and which weight
    time budget cannot hold one epoch): the top fraction of the backbone's variables trains (BatchNorm in inference
    mode, ``model.py``), on augmented images, a fresh Adam with a linear warm-up over ``train.phase2_warmup_epochs``
    then cosine decay from ``train.phase2_learning_rate`` to 0 at the last epoch, early stopping on val loss, best
-   weights restored. Phase 2's weights are kept only if its best val loss beats phase 1's; otherwise phase 1's
-   weights are put back.
+   weights restored. It is also judged against phase 1 from its start: if none of its first
+   ``train.early_stopping_patience`` epochs (default 1) beats phase 1's best val loss it stops there, so fine-tuning
+   that does not help costs one epoch, not the budget. Phase 2's weights are kept only if its best val loss beats
+   phase 1's; otherwise phase 1's weights are put back.
 3. ``train.max_minutes`` bounds the whole Trainer: phase 2 starts only if its first epoch is estimated to fit in
    what is left (from the measured per-image forward time: an epoch is ~3 forward passes over train plus one over
    val), and stops at the end of the batch that spends the budget (validation still runs; the best epoch is kept).
@@ -98,6 +100,31 @@ class TimeBudget(tf.keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class MustBeat(tf.keras.callbacks.Callback):
+    """Stops a phase whose first ``patience`` (>= 1) epochs all fail to beat ``baseline`` (val loss; None: off)."""
+
+    def __init__(self, baseline: float | None, patience: int):
+        super().__init__()
+        self.baseline = baseline
+        self.patience = max(1, int(patience))
+        self.stopped = False
+        self._seen = 0
+
+    def on_train_begin(self, logs=None):
+        self.stopped, self._seen = False, 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.baseline is None:
+            return
+        self._seen += 1
+        current = (logs or {}).get("val_loss")
+        if current is not None and current < self.baseline:
+            self.baseline = None  # beaten: from here on early stopping alone decides
+        elif self._seen >= self.patience:
+            self.stopped = True
+            self.model.stop_training = True
+
+
 @dataclass
 class PhaseResult:
     phase: int
@@ -145,8 +172,14 @@ def fit_phase(
     strategy,
     trainable_backbone_variables: int,
     deadline: float | None = None,
+    baseline: float | None = None,
 ) -> PhaseResult:
-    """Compile ``fit_model`` with a fresh Adam and fit one phase; the best-val-loss epoch's weights are restored."""
+    """Compile ``fit_model`` with a fresh Adam and fit one phase; the best-val-loss epoch's weights are restored.
+
+    ``baseline`` (a val loss, phase 1's best for phase 2): the phase stops once its first ``patience`` (at least
+    one) epochs have run without one beating it (Keras's own ``baseline`` never stops a phase whose val loss still
+    falls from epoch to epoch, even far above the baseline); once beaten, early stopping alone decides.
+    """
     with strategy.scope():
         fit_model.compile(
             optimizer=tf.keras.optimizers.Adam(learning_rate),
@@ -156,7 +189,8 @@ def fit_phase(
     # tf-keras 2.16 restores the best epoch's weights at the end of fit() whatever stopped it (epochs, budget).
     early = tf.keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
     budget = TimeBudget(deadline)
-    callbacks: list = [_PhaseLogger(phase), early, budget]
+    judge = MustBeat(baseline, patience)
+    callbacks: list = [_PhaseLogger(phase), early, budget, judge]
     if tensorboard_dir:
         callbacks.append(
             tf.keras.callbacks.TensorBoard(
@@ -199,7 +233,7 @@ def fit_phase(
         epochs=rows,
         best_epoch=rows[best]["epoch"] if best is not None else None,
         best_val_loss=float(val[best]) if best is not None else math.inf,
-        stopped_early=bool(early.stopped_epoch),
+        stopped_early=bool(early.stopped_epoch) or judge.stopped,
         stopped_by_budget=budget.hit,
         seconds=seconds,
         trainable_backbone_variables=trainable_backbone_variables,
@@ -336,6 +370,8 @@ def train_two_phases(
             steps_per_epoch=train_cfg.steps_per_epoch,
             trainable_backbone_variables=n_backbone,
             deadline=deadline,
+            # Judged against phase 1 from its first epoch(s): weights that do not beat phase 1 are never kept.
+            baseline=p1.best_val_loss if math.isfinite(p1.best_val_loss) else None,
             **common,
         )
         phases.append(p2)

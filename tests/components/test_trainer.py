@@ -798,6 +798,30 @@ def test_tfxio_reader_gives_the_same_examples_as_the_tfrecord_reader(data):
         list(trainer_lib.tfxio_input_fn(*args[:5], 2, shuffle=False).as_numpy_iterator())
 
 
+def _fit_phase_two(model, train, val, *, epochs, patience, **kwargs):
+    """fit_phase for phase 2 of the test model (4 backbone variables trainable), Adam at 1e-4."""
+    model_lib.set_phase(model, 2)
+    return training_loop.fit_phase(
+        model,
+        2,
+        train,
+        val,
+        on="augmented images",
+        epochs=epochs,
+        initial_epoch=0,
+        learning_rate=1e-4,
+        patience=patience,
+        num_classes=3,
+        label_smoothing=0.0,
+        class_weight=None,
+        tensorboard_dir=None,
+        steps_per_epoch=None,
+        strategy=tf.distribute.get_strategy(),
+        trainable_backbone_variables=4,
+        **kwargs,
+    )
+
+
 def test_time_budget_stops_phase_two_and_a_too_small_budget_skips_it(data):
     import time
 
@@ -811,26 +835,7 @@ def test_time_budget_stops_phase_two_and_a_too_small_budget_skips_it(data):
     assert [p["phase"] for p in history["phases"]] == [1]
     assert "train.max_minutes" in history["phase2_skipped"]
     # A budget spent once fine-tuning runs: it stops after its first batch; validation still runs, best kept.
-    model_lib.set_phase(model, 2)
-    p2 = training_loop.fit_phase(
-        model,
-        2,
-        train,
-        val,
-        on="augmented images",
-        epochs=50,
-        initial_epoch=0,
-        learning_rate=1e-4,
-        patience=50,
-        num_classes=3,
-        label_smoothing=0.0,
-        class_weight=None,
-        tensorboard_dir=None,
-        steps_per_epoch=None,
-        strategy=tf.distribute.get_strategy(),
-        trainable_backbone_variables=4,
-        deadline=time.monotonic(),
-    )
+    p2 = _fit_phase_two(model, train, val, epochs=50, patience=50, deadline=time.monotonic())
     assert p2.stopped_by_budget and len(p2.epochs) == 1 and "val_loss" in p2.epochs[0]
 
 
@@ -840,3 +845,28 @@ def test_warmup_cosine_schedule():
     assert lrs[:4] == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3])
     assert lrs[4] == pytest.approx(1e-3) and all(a > b for a, b in zip(lrs[4:], lrs[5:], strict=False))
     assert float(s(12)) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_phase_two_that_does_not_beat_phase_one_stops_after_its_first_epoch(data, monkeypatch):
+    # Phase 2's first epoch is judged against phase 1's best val loss (the baseline train_two_phases passes).
+    cfg = train_cfg(phase1_epochs=2, phase2_epochs=5, fine_tune_fraction=0.5)
+    assert cfg.early_stopping_patience == 1
+    model = model_lib.build_classifier(backbone_spec(data["backbone"]), 3, cfg)
+    train, val = _datasets(data)
+    seen, real = [], training_loop.fit_phase
+
+    def spy(*args, **kwargs):  # the real fit_phase, its baseline recorded
+        seen.append(kwargs.get("baseline"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training_loop, "fit_phase", spy)
+    history = training_loop.train_two_phases(model, train, val, cfg, 3)
+    p1 = history["phases"][0]
+    assert seen == [None, p1["best_val_loss"]]
+    monkeypatch.undo()
+
+    # A baseline no val loss can beat (cross-entropy > 0): one epoch, stopped early, even with patience 1 where
+    # early stopping alone would run a second epoch (the first is always a "best"); and without a baseline it does.
+    judged = _fit_phase_two(model, train, val, epochs=3, patience=1, baseline=0.0)
+    assert len(judged.epochs) == 1 and judged.stopped_early
+    assert len(_fit_phase_two(model, train, val, epochs=3, patience=1, baseline=None).epochs) >= 2
