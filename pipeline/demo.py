@@ -28,6 +28,9 @@ DEMO_SETTINGS = {
     "train.fine_tune_fraction": 0.5,
     "train.phase2_epochs": 4,
     "train.phase2_learning_rate": 1e-4,
+    # Its first epoch (in warm-up) is worse than phase 1 on digits (val loss 0.303 vs 0.102), the next ones far better
+    # (0.072, 0.046, 0.037; measured at 3310d28): give phase 2 two epochs to beat phase 1, not the default one.
+    "train.early_stopping_patience": 2,
     # Phase 1 converges on cached features in seconds; the budget leaves room for the 4 fine-tuning epochs on 2 cores.
     "train.max_minutes": 12,
     "evaluation.min_accuracy": 0.95,
