@@ -36,9 +36,9 @@ def graft_run(data: Path, root: Path, *extra: str) -> tuple[int, dict, str]:
     for s in [*FAST, *extra]:
         args += ["--set", s]
     out = subprocess.run(args, capture_output=True, text=True, timeout=900, check=False)
-    payload = json.loads(
-        out.stdout
-    )  # --json: stdout is exactly one JSON document (Keras epochs go to stderr)
+    # --json: stdout is exactly one JSON document (Keras epochs go to stderr), or nothing when the command line or
+    # config is refused before anything runs (the sentence goes to stderr, exit 2).
+    payload = json.loads(out.stdout) if out.stdout.strip() else {}
     return out.returncode, payload, out.stderr
 
 
