@@ -223,6 +223,7 @@ def create_pipeline(
             evaluation=evaluator.outputs["evaluation"],
             variants=list(config.edge.variants),
             representative_examples=config.edge.representative_examples,
+            int8_float_layers=config.edge.int8_float_layers,
             max_accuracy_drop=config.evaluation.max_tflite_accuracy_drop,
             height=int(b["height"]),
             width=int(b["width"]),

@@ -115,6 +115,20 @@ def section(report) -> str:
         f"(Transform's test split). SavedModel accuracy {_num(_finite((data.get('variants') or [{}])[0].get('saved_model_accuracy')))}; "
         f"int8 calibrated on {esc(data.get('representative_examples'))} train images. Latency: median of "
         f"{esc(data.get('latency_runs'))} single-image calls on this machine's CPU (noisy on a shared machine). "
-        "Class names: <code>labels.txt</code> beside the models.</p>"
+        f"{_float_stem(data)}Class names: <code>labels.txt</code> beside the models.</p>"
     )
     return report.section("tflite", "TFLite variants", body)
+
+
+def _float_stem(data: dict) -> str:
+    """The int8 variant's float32 stem (edge.int8_float_layers), in one sentence; '' for a full-integer model."""
+    from graft.pipeline.report.markup import esc
+
+    for v in data.get("variants") or []:
+        ops = (v.get("quantization") or {}).get("float_ops") or []
+        if v.get("variant") == "int8" and ops:
+            return (
+                f"int8 keeps its first {esc(v['quantization'].get('int8_float_layers'))} weighted layers in float32 "
+                f"(edge.int8_float_layers: input through <code>{esc(ops[-1])}</code>). "
+            )
+    return ""

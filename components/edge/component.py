@@ -32,6 +32,8 @@ from tfx.dsl.components.base import base_component, base_executor, executor_spec
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
+from graft.components.edge.config import DEFAULT_INT8_FLOAT_LAYERS
+
 RESULTS_FILE = "results.json"
 EVALUATION_DIR = "evaluation"
 TFLITE_MODELS_KEY = "tflite_models"
@@ -52,6 +54,7 @@ class TFLiteExportSpec(types.ComponentSpec):
         "height": ExecutionParameter(type=int),
         "width": ExecutionParameter(type=int),
         "latency_runs": ExecutionParameter(type=int, optional=True),
+        "int8_float_layers": ExecutionParameter(type=int, optional=True),
     }
     INPUTS = {
         "model": ChannelParameter(type=standard_artifacts.Model),
@@ -84,8 +87,13 @@ def export_variants(
     width: int,
     evaluation_uri: str | None = None,
     latency_runs: int = DEFAULT_LATENCY_RUNS,
+    int8_float_layers: int = 0,
 ) -> dict[str, Any]:
-    """Convert, score and gate every variant into ``out_dir``; returns what ``results.json`` holds."""
+    """Convert, score and gate every variant into ``out_dir``; returns what ``results.json`` holds.
+
+    ``int8_float_layers``: 0 (this function's default) converts int8 fully integer; the pipeline passes
+    ``edge.int8_float_layers`` (default 3: the stem stays float32, see edge/selective.py).
+    """
     import tensorflow as tf
 
     from graft.components import features
@@ -112,8 +120,11 @@ def export_variants(
     results = []
     for variant in variants:
         filename = convert.model_filename(variant)
+        done: dict[str, Any] = {}
         try:
-            flatbuffer = convert.convert(loaded, fn, variant, representative)
+            flatbuffer = convert.convert(
+                loaded, fn, variant, representative, int8_float_layers=int8_float_layers, info=done
+            )
         except convert.EdgeExportError as e:
             results.append(
                 _refused(variant, filename, str(e), reference, source, recomputed, max_accuracy_drop)
@@ -144,6 +155,7 @@ def export_variants(
                 saved_model_latency_ms_batch1=sm_latency,
                 blessed=blessed,
                 reason=reason,
+                quantization=done,
             ).to_dict()
         )
     summary = {
@@ -236,6 +248,7 @@ class Executor(base_executor.BaseExecutor):
             width=int(exec_properties["width"]),
             evaluation_uri=evaluation[0].uri if evaluation else None,
             latency_runs=int(exec_properties.get("latency_runs") or DEFAULT_LATENCY_RUNS),
+            int8_float_layers=int(exec_properties.get("int8_float_layers") or 0),
         )
         blessed = [r["variant"] for r in summary["variants"] if r["blessed"]]
         refused = [r["variant"] for r in summary["variants"] if not r["blessed"]]
@@ -266,6 +279,7 @@ class TFLiteExport(base_component.BaseComponent):
         width: int,
         evaluation: types.BaseChannel | None = None,
         latency_runs: int = DEFAULT_LATENCY_RUNS,
+        int8_float_layers: int = DEFAULT_INT8_FLOAT_LAYERS,
     ):
         spec = TFLiteExportSpec(
             model=model,
@@ -278,6 +292,7 @@ class TFLiteExport(base_component.BaseComponent):
             height=int(height),
             width=int(width),
             latency_runs=int(latency_runs),
+            int8_float_layers=int(int8_float_layers),
             tflite_models=types.Channel(type=TFLiteModels),
         )
         super().__init__(spec=spec)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from graft.settings import check as _check
 
 EDGE_VARIANTS = ("float32", "float16", "dynamic_range", "int8")  # components/edge/convert.py VARIANTS
+DEFAULT_INT8_FLOAT_LAYERS = 3  # conv1, conv_dw_1, conv_pw_1 on MobileNet V1: see components/edge/selective.py
 
 
 @dataclass
@@ -20,6 +21,11 @@ class EdgeConfig:
     variants: list[str] = field(default_factory=lambda: ["float16", "int8"])
     # How many of Transform's train images calibrate the int8 variant's activation ranges.
     representative_examples: int = 300
+    # The int8 variant keeps the ops from the input through this many weighted layers (conv / depthwise / dense)
+    # in float32: the stem, where full-integer quantization of an ImageNet CNN loses most (MobileNet V1: 2.5-2.7
+    # quantization steps of error in conv_dw_1 / conv_pw_1 vs 0.3-0.9 elsewhere). Costs a few KB and the stem's
+    # float compute; output becomes float32. 0 = full integer (uint8 in, uint8 out).
+    int8_float_layers: int = DEFAULT_INT8_FLOAT_LAYERS
 
     def validate(self) -> None:
         for i, v in enumerate(self.variants):
@@ -31,4 +37,11 @@ class EdgeConfig:
             1 <= self.representative_examples <= 100_000,
             "edge.representative_examples",
             "must be in [1, 100000]",
+        )
+        _check(
+            isinstance(self.int8_float_layers, int)
+            and not isinstance(self.int8_float_layers, bool)
+            and 0 <= self.int8_float_layers <= 1000,
+            "edge.int8_float_layers",
+            f"{self.int8_float_layers!r} must be an integer in [0, 1000] (0 = full-integer int8)",
         )

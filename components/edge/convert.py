@@ -19,8 +19,10 @@ Variants (``edge.variants``):
 ``float32``        no optimisation: the reference conversion (4 bytes per weight)
 ``float16``        weights stored as float16 (half the size), computed in float32 on CPU; float32 output
 ``dynamic_range``  int8 weights, float activations (no representative data)
-``int8``           full integer: int8 weights and activations calibrated on a representative set of Transform's
-                   train images; uint8 input (raw pixels) and uint8 output (probabilities, scale ~1/256)
+``int8``           int8 weights and activations calibrated on a representative set of Transform's train images,
+                   uint8 input (raw pixels). With ``edge.int8_float_layers`` = 0: full integer, uint8 output
+                   (probabilities, scale ~1/256). With N > 0 (default 3): the stem (input through the N-th
+                   conv / depthwise / dense layer) stays float32 and the output is float32 (selective.py says why)
 
 Class names travel as ``labels.txt`` (one per line, label-index order) beside the models: TFLite metadata needs
 ``tflite-support``, whose 0.4.4 wheel installs here but fails at import (``libusb-1.0.so.0`` missing from the
@@ -135,8 +137,35 @@ def representative_dataset(images: np.ndarray):
     return gen
 
 
-def convert(loaded, concrete_fn, variant: str, representative: np.ndarray | None = None) -> bytes:
-    """One variant's TFLite flatbuffer."""
+def convert(
+    loaded,
+    concrete_fn,
+    variant: str,
+    representative: np.ndarray | None = None,
+    *,
+    int8_float_layers: int = 0,
+    info: dict | None = None,
+) -> bytes:
+    """One variant's TFLite flatbuffer; ``info`` (if given) receives what the conversion did (selective int8).
+
+    ``int8_float_layers`` > 0 (``edge.int8_float_layers``): the int8 variant keeps the ops from the input through
+    that many weighted layers in float32 (selective.py); 0 is full integer, uint8 in and out.
+    """
+    if variant == "int8" and int8_float_layers > 0 and representative is not None and len(representative):
+        from graft.components.edge import selective
+
+        try:
+            flatbuffer, done = selective.quantize(loaded, concrete_fn, representative, int8_float_layers)
+        except EdgeExportError:
+            raise
+        except Exception as e:  # noqa: BLE001 - converter / debugger errors of every kind
+            raise EdgeExportError(
+                f"TFLite conversion of variant 'int8' ({selective.KEY}={int8_float_layers}) failed: "
+                f"{type(e).__name__}: {e}"
+            ) from e
+        if info is not None:
+            info.update(done)
+        return flatbuffer
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete_fn], loaded)
     if variant == "float16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]

@@ -21,7 +21,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import graft  # noqa: F401  (legacy tf.keras before TensorFlow is imported)
 
@@ -146,6 +146,8 @@ class VariantResult:
     saved_model_latency_ms_batch1: float
     blessed: bool
     reason: str
+    # int8 with edge.int8_float_layers > 0: the ops kept float, the debugger's worst layers (selective.py)
+    quantization: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -281,3 +281,61 @@ def test_summary_lines_and_report_rows_give_each_variant_its_fate(variants):
     )
     s.blessed, s.pushed = False, False
     assert "SavedModel was not blessed" in tflite_report.rows(s)[0]["why"]
+
+
+# ---- selective int8 (edge.int8_float_layers): the stem in float32, the rest full integer ------------------------
+def _ops(path):
+    """[(op name, dtype of its weights or None)] of a TFLite model, in execution order."""
+    it = tf.lite.Interpreter(model_path=path)
+    it.allocate_tensors()
+    details = {d["index"]: d for d in it.get_tensor_details()}
+    out = []
+    for op in it._get_ops_details():
+        inputs = [i for i in op["inputs"] if i >= 0]
+        weights = details[inputs[1]]["dtype"] if len(inputs) > 1 else None
+        out.append((op["op_name"], weights))
+    return out
+
+
+def test_int8_float_layers_keep_the_stem_float_and_the_rest_integer(trained, tmp_path):
+    out = str(tmp_path / "tflite")
+    summary = _export(trained, out, variants=["int8"], int8_float_layers=1, max_accuracy_drop=0.05)
+    (r,) = summary["variants"]
+    assert r["blessed"], r
+    q = r["quantization"]
+    assert q["int8_float_layers"] == 1
+    assert q["float_ops"] and q["float_ops"][-1] == "block1_relu", q  # input ops through the first conv
+    assert all(w["rmse_steps"] >= 0 and w["layer"] for w in q["worst_layers_full_int8"]), q
+    path = os.path.join(out, "model_int8.tflite")
+    weighted = [w for op, w in _ops(path) if op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")]
+    assert weighted[0] == np.float32, weighted  # the stem: float32 weights
+    assert all(w == np.int8 for w in weighted[1:]), weighted  # the rest: integer
+    m = evaluate.TFLiteClassifier(path)
+    assert m.input["dtype"] == np.uint8 and m.output["dtype"] == np.float32
+    # the float stem only costs its own weights: same order of size as the full-integer model
+    full = _export(trained, str(tmp_path / "full"), variants=["int8"], max_accuracy_drop=1.0)["variants"][0]
+    assert full["quantization"] == {} and full["size_bytes"] < r["size_bytes"] < 2 * full["size_bytes"]
+
+
+def test_int8_float_layers_over_the_whole_model_is_refused_naming_the_key(trained, tmp_path):
+    """The tiny backbone + head has 4 weighted layers: keeping 4 in float is no int8 model; the variant is refused
+    with the key and the count, float16 still converts and passes."""
+    out = str(tmp_path / "tflite")
+    summary = _export(trained, out, int8_float_layers=4, max_accuracy_drop=0.05)
+    by = {r["variant"]: r for r in summary["variants"]}
+    assert by["float16"]["blessed"], by["float16"]
+    assert not by["int8"]["blessed"]
+    assert "edge.int8_float_layers=4" in by["int8"]["reason"] and "it has 4" in by["int8"]["reason"]
+    assert edge.blessed_files(out) == ["model_float16.tflite", "labels.txt", "results.json"]
+
+
+def test_edge_int8_float_layers_is_a_typed_key_with_a_named_error():
+    from graft.components.edge.config import DEFAULT_INT8_FLOAT_LAYERS, EdgeConfig
+    from graft.errors import ConfigError
+    from graft.pipeline import config as config_lib
+
+    assert EdgeConfig().int8_float_layers == DEFAULT_INT8_FLOAT_LAYERS == 3
+    assert config_lib.load_config(overrides=["edge.int8_float_layers=0"]).edge.int8_float_layers == 0
+    for bad in ("-1", "two"):
+        with pytest.raises(ConfigError, match="edge.int8_float_layers"):
+            config_lib.load_config(overrides=[f"edge.int8_float_layers={bad}"])
