@@ -40,10 +40,9 @@ DATA_VERSION = "bbc_news/1"
 # learned the topics clears them and one that did not (a broken tokenizer, shuffled labels) does not.
 DEMO_TEXT_SETTINGS = {
     "name": TEXT_DEMO_NAME,
-    "task": "text",
+    # The task (text) follows from the backbone and the .tsv data; the sequence length stays the default (128 word
+    # pieces): a news topic is plain from an article's headline and first paragraphs.
     "backbone.handle": TEXT_DEMO_BACKBONE,
-    # A news topic is plain from an article's headline and first paragraphs: 128 word pieces (the default) suffice.
-    "backbone.seq_length": 128,
     "push.model_name": "bbc_topics",
     # Phase 1 (head on the cached frozen features) converges in seconds; one fine-tuning epoch of the top blocks
     # fits the budget on 2 cores.
