@@ -223,8 +223,7 @@ def _graft(folder: Path, name: str, args) -> dict:
         out["skipped" if run.returncode == 2 else "error"] = reason[:600]
         return out
     out["test_accuracy"] = (payload.get("test_metrics") or {}).get("sparse_categorical_accuracy")
-    out["blessed"] = payload.get("blessed")
-    out["pushed"] = payload.get("pushed_to") or payload.get("pushed")
+    out.update({k: payload.get(k) for k in ("blessed", "pushed", "pushed_path", "run_id")})
     out["executions"] = {
         e.get("node_id", e.get("component", "?")): e.get("seconds") for e in payload.get("executions", [])
     }
@@ -244,7 +243,10 @@ def _fmt(r: dict, c: str) -> str:
     got = r.get(c, {})
     if "test_accuracy" in got and got["test_accuracy"] is not None:
         return f"{c} {got['test_accuracy']:.3f} in {got['seconds']:.0f} s"
-    return f"{c} {('skipped: ' + got['skipped']) if 'skipped' in got else 'failed'}"
+    if "skipped" in got:  # the CLI's own sentence, up to its first full stop
+        return f"{c} skipped: {got['skipped'].split('. ')[0][:160]}"
+    last = (str(got.get("error", "")).strip().splitlines() or ["no output"])[-1]
+    return f"{c} failed: {last[:160]}"
 
 
 def rows_for(name: str, r: dict, contenders: list[str]) -> list[dict]:
