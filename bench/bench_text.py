@@ -31,7 +31,6 @@ import csv
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -184,20 +183,13 @@ def _child(mode: str, folder: Path, name: str, args) -> dict:
     log = Path(args.work) / "runs" / f"{name}.{mode}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "bench.bench_text", "--child", mode, str(folder)]
-    run = common.run_child(
+    return common.json_child(
         cmd + (["--quick"] if args.quick else []),
         env=common.python_env(True),
         cwd=str(REPO),
         log_path=log,
         timeout=args.timeout,
     )
-    out = {"seconds": run.seconds, "returncode": run.returncode, "max_rss_mb": run.max_rss_mb}
-    lines = [line for line in run.stdout.splitlines() if line.startswith("{")]
-    if lines:
-        out.update(json.loads(lines[-1]))
-    else:
-        out["error"] = run.stderr_tail[-1500:]
-    return out
 
 
 def _graft(folder: Path, name: str, args) -> dict:
@@ -228,15 +220,6 @@ def _graft(folder: Path, name: str, args) -> dict:
         e.get("node_id", e.get("component", "?")): e.get("seconds") for e in payload.get("executions", [])
     }
     return out
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO
-        ).stdout.strip()
-    except OSError:
-        return "?"
 
 
 def _fmt(r: dict, c: str) -> str:
@@ -283,7 +266,7 @@ def main(argv: list[str]) -> list[dict]:
     args = _parse(argv)
     Path(args.work).mkdir(parents=True, exist_ok=True)
     contenders = args.contenders.split(",")
-    commit, rows = _commit(), []
+    commit, rows = common.git_commit(short=True), []
     for name in args.datasets.split(","):
         folder = materialise(name, args)
         if folder is None:
