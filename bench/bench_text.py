@@ -202,6 +202,7 @@ def _graft(folder: Path, name: str, args) -> dict:
         cmd += ["--set", "train.phase1_epochs=1", "--set", "train.phase2_epochs=0"]
     cmd += ["--no-report", "--json"]
     log = Path(args.work) / "runs" / f"{name}.graft.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
     run = common.run_child(cmd, env=common.python_env(True), log_path=log, timeout=args.timeout)
     out = {"seconds": run.seconds, "returncode": run.returncode, "max_rss_mb": run.max_rss_mb, "cmd": cmd}
     try:
