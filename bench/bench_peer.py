@@ -26,7 +26,6 @@ import argparse
 import hashlib
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -203,25 +202,9 @@ def _child(mode: str, tree: Path, name: str, args) -> dict:
     extra = json.dumps({"epochs": args.keras_epochs, "ft_epochs": args.keras_ft_epochs})
     log = Path(args.work) / "runs" / f"{name}.{mode}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    run = common.run_child(
+    return common.json_child(
         [sys.executable, str(script), mode, str(tree), extra], env=common.python_env(True), log_path=log
     )
-    out = {"seconds": run.seconds, "returncode": run.returncode, "max_rss_mb": run.max_rss_mb}
-    lines = [line for line in run.stdout.splitlines() if line.startswith("{")]
-    if lines:
-        out.update(json.loads(lines[-1]))
-    else:
-        out["error"] = run.stderr_tail[-1500:]
-    return out
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
-        ).stdout.strip()
-    except OSError:
-        return "?"
 
 
 def main(argv: list[str]) -> list[dict]:
@@ -291,7 +274,7 @@ def main(argv: list[str]) -> list[dict]:
     common.save_results(
         "bench_peer",
         {
-            "commit": _commit(),
+            "commit": common.git_commit(),
             "args": vars(args),
             "results": results,
             "rows": rows,

@@ -74,6 +74,28 @@ def run_child(
     return ChildRun(seconds, started, proc.returncode, (hwm_kb or usage.ru_maxrss) / 1024.0, stdout, tail)
 
 
+def json_child(cmd: list[str], *, log_path: str | Path, **kwargs) -> dict:
+    """Run a child that prints its result as a JSON object on its last ``{`` line: that object plus its seconds,
+    return code and peak RSS, or ``error`` (the tail of its stderr) when it printed none."""
+    run = run_child(cmd, log_path=log_path, **kwargs)
+    out = {"seconds": run.seconds, "returncode": run.returncode, "max_rss_mb": run.max_rss_mb}
+    lines = [line for line in run.stdout.splitlines() if line.startswith("{")]
+    if lines:
+        out.update(json.loads(lines[-1]))
+    else:
+        out["error"] = run.stderr_tail[-1500:]
+    return out
+
+
+def git_commit(short: bool = False) -> str:
+    """The commit of the checkout the benches run from (what a result was measured at), or '?'."""
+    cmd = ["git", "rev-parse", *(["--short"] if short else []), "HEAD"]
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip()
+    except OSError:
+        return "?"
+
+
 def _vm_hwm_kb(pid: int) -> int:
     try:
         with open(f"/proc/{pid}/status") as f:
