@@ -41,15 +41,12 @@ import numpy as np
 import tensorflow as tf
 
 from graft.components import features
+from graft.components.edge.errors import EdgeExportError  # noqa: F401  (raised here; re-exported)
 
 VARIANTS = ("float32", "float16", "dynamic_range", "int8")
 DEFAULT_VARIANTS = ("float16", "int8")
 LABELS_FILE = "labels.txt"
 PROBABILITIES = "probabilities"
-
-
-class EdgeExportError(ValueError):
-    """A TFLite variant could not be built; the message names the variant and the cause."""
 
 
 def model_filename(variant: str) -> str:
@@ -155,7 +152,9 @@ def convert(
         from graft.components.edge import selective
 
         try:
-            flatbuffer, done = selective.quantize(loaded, concrete_fn, representative, int8_float_layers)
+            flatbuffer, done = selective.quantize(
+                loaded, concrete_fn, representative, int8_float_layers, representative_dataset
+            )
         except EdgeExportError:
             raise
         except Exception as e:  # noqa: BLE001 - converter / debugger errors of every kind

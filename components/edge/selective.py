@@ -28,6 +28,8 @@ import graft  # noqa: F401  (legacy tf.keras before TensorFlow is imported)
 import numpy as np
 import tensorflow as tf
 
+from graft.components.edge.errors import EdgeExportError
+
 WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "CONV_3D")
 DEBUG_EXAMPLES = 32  # images the debugger runs to measure each layer's error (calibration uses all)
 WORST_LAYERS = 5
@@ -58,8 +60,6 @@ def float_prefix(rows: list[dict], float_layers: int) -> list[str]:
     """Tensor names of every op from the input through the ``float_layers``-th weighted op."""
     weighted = [i for i, r in enumerate(rows) if r["op"] in WEIGHTED_OPS]
     if float_layers >= len(weighted):
-        from graft.components.edge.convert import EdgeExportError
-
         raise EdgeExportError(
             f"{KEY}={float_layers} keeps every weighted layer of this model in float (it has {len(weighted)}: "
             f"conv / depthwise / fully connected); use at most {max(len(weighted) - 1, 0)}, or the variant "
@@ -70,9 +70,12 @@ def float_prefix(rows: list[dict], float_layers: int) -> list[str]:
     return [r["tensor"] for r in rows[: weighted[float_layers - 1] + 1]]
 
 
-def quantize(loaded, concrete_fn, representative: np.ndarray, float_layers: int) -> tuple[bytes, dict]:
-    """(flatbuffer, what was done): int8 with the first ``float_layers`` weighted layers in float32."""
-    from graft.components.edge.convert import representative_dataset
+def quantize(
+    loaded, concrete_fn, representative: np.ndarray, float_layers: int, representative_dataset
+) -> tuple[bytes, dict]:
+    """(flatbuffer, what was done): int8 with the first ``float_layers`` weighted layers in float32.
+
+    ``representative_dataset`` is convert.py's calibration generator factory (passed in: no import circle)."""
 
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete_fn], loaded)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
