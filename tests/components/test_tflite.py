@@ -79,7 +79,7 @@ def variants(trained):
     return out, summary
 
 
-def test_float16_and_int8_convert_score_and_pass_the_gate(variants):
+def test_float16_and_int8_convert_score_and_pass_the_gate(trained, variants):
     out, summary = variants  # the conversion every test here shares (float16 and int8, a 0.05 tolerance)
     by = {r["variant"]: r for r in summary["variants"]}
     assert set(by) == {"float16", "int8"}
