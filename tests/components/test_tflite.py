@@ -71,9 +71,16 @@ def _export(trained, out, **kw):
     )
 
 
-def test_float16_and_int8_convert_score_and_pass_the_gate(trained, tmp_path):
-    out = str(tmp_path / "tflite")
+@pytest.fixture(scope="module")
+def variants(trained):
+    """float16 and int8 converted, scored and gated once (0.05 tolerance) into one directory the tests only read."""
+    out = str(trained["root"] / "tflite_models")
     summary = _export(trained, out, max_accuracy_drop=0.05)
+    return out, summary
+
+
+def test_float16_and_int8_convert_score_and_pass_the_gate(trained, variants):
+    out, summary = variants  # the conversion every test here shares (float16 and int8, a 0.05 tolerance)
     by = {r["variant"]: r for r in summary["variants"]}
     assert set(by) == {"float16", "int8"}
     # the float32 reference is a trained model, not chance
@@ -102,9 +109,8 @@ def test_float16_and_int8_convert_score_and_pass_the_gate(trained, tmp_path):
     ]
 
 
-def test_tflite_probabilities_match_the_saved_model(trained, tmp_path):
-    out = str(tmp_path / "tflite")
-    _export(trained, out, variants=["float16"])
+def test_tflite_probabilities_match_the_saved_model(trained, variants):
+    out = variants[0]
     loaded, fn = convert.load_classifier(trained["export_dir"], SIZE, SIZE)
     images, _ = convert.transformed_images(trained["examples"], "test", SIZE, SIZE, limit=8)
     ref = evaluate.predict_all(evaluate.saved_model_predict(fn), images)
@@ -143,14 +149,6 @@ def test_blank_representative_set_breaks_int8_and_is_refused(trained, tmp_path, 
 def test_unknown_variant_is_a_clear_error():
     with pytest.raises(convert.EdgeExportError, match="allowed: float32, float16, dynamic_range, int8"):
         convert.check_variants(["int4"])
-
-
-@pytest.fixture(scope="module")
-def variants(trained):
-    """float16 passes; int8 is judged with a zero tolerance so the record holds one refusal when it loses any."""
-    out = str(trained["root"] / "tflite_models")
-    summary = _export(trained, out, max_accuracy_drop=0.05)
-    return out, summary
 
 
 def _artifact(cls, uri, **props):

@@ -304,7 +304,11 @@ def test_disk_full_mid_run_stops_cleanly_and_resumes(tmp_path):
         root = mnt / "runs"
         mlmd = root / "graft" / "metadata.sqlite"
         serving = root / "graft" / "serving" / "graft"
-        first = subprocess.run(run_args(data, root), capture_output=True, text=True, timeout=900, check=False)
+        # Disk space and resume, not the edge export (the sequence above and test_e2e.py run it): no TFLite.
+        no_edge = ("--set", "edge.variants=[]")
+        first = subprocess.run(
+            run_args(data, root, *no_edge), capture_output=True, text=True, timeout=900, check=False
+        )
         assert first.returncode == 1, first.stderr[-3000:]
         assert "the disk is full" in first.stderr and str(root / "graft") in first.stderr, first.stderr[
             -3000:
@@ -321,7 +325,7 @@ def test_disk_full_mid_run_stops_cleanly_and_resumes(tmp_path):
 
         subprocess.run(["mount", "-o", "remount,size=64m", str(mnt)], check=True)
         second = subprocess.run(
-            run_args(data, root, "--json"), capture_output=True, text=True, timeout=900, check=False
+            run_args(data, root, *no_edge, "--json"), capture_output=True, text=True, timeout=900, check=False
         )
         assert second.returncode == 0, second.stderr[-3000:]
         payload = json.loads(second.stdout[second.stdout.index("{") :])
