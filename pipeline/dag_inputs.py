@@ -33,7 +33,11 @@ class DagInputs:
 def declares_layout(config: GraftConfig) -> bool:
     """Whether the config alone says the data layout (then ``resolve(config, read_data=False)`` works)."""
     from graft.components.image_example_gen.layout import declared_layout
+    from graft.components.text_example_gen.layout import declared_text_layout
+    from graft.pipeline import task as task_mod
 
+    if task_mod.detect_task(config) == task_mod.TEXT:
+        return declared_text_layout(config.data.path) is not None
     return declared_layout(config.data) is not None
 
 
@@ -78,17 +82,20 @@ def resolve(config: GraftConfig, read_data: bool = True, task: str | None = None
 
 def _resolve_text(config: GraftConfig, read_data: bool) -> DagInputs:
     """Task text: the text layout (text_example_gen.layout), the class list if configured, the text schema."""
-    from graft.components.text_example_gen.layout import TextLayoutError, detect_text_layout
+    from graft.components.text_example_gen.layout import TextLayoutError, declared_text_layout, detect_text_layout
 
     if not read_data:
-        raise ConfigError(
-            "config key 'data.path': building a text DAG reads the data location to find its form (a manifest, "
-            "train.tsv + test.tsv, class folders of .txt); compile where data.path is readable"
-        )
-    try:
-        layout = detect_text_layout(config.data.path)
-    except TextLayoutError as e:
-        raise ConfigError(f"config key 'data.path': {e}") from None
+        layout = declared_text_layout(config.data.path)
+        if layout is None:
+            raise ConfigError(
+                "config key 'data.path': building a text DAG without reading the data needs the layout named by the "
+                "path: one .csv / .tsv manifest file, or a glob of *.tfrecord* files"
+            )
+    else:
+        try:
+            layout = detect_text_layout(config.data.path)
+        except TextLayoutError as e:
+            raise ConfigError(f"config key 'data.path': {e}") from None
     classes = list(config.data.classes) or None
     return DagInputs(layout=layout, class_names=classes, schema_text=schema_text(config, "text"), task="text")
 

@@ -25,16 +25,21 @@ _TEXT_SUFFIXES = (".tsv", ".txt")
 _SCAN_LIMIT = 2000  # entries looked at, at most (the data may be large; a sample decides)
 
 
-def backbone_is_text(handle: str) -> bool:
-    """True for a text encoder handle (no module is loaded: names, URL patterns, graft_backbone.json)."""
+def backbone_is_text(handle: str) -> bool | None:
+    """True for a text encoder handle, False for an image one, None when it cannot be told without reading a remote
+    module (a gs:// or URL handle outside TF Hub's known text encoders: ``task`` then decides). No module is loaded:
+    names, URL patterns, a local graft_backbone.json."""
     from graft.components.backbones import resolve as _resolve
     from graft.components.backbones import text_resolve
 
     if not handle:
-        return False
+        return None
     if text_resolve.looks_like_text(handle):
         return True
-    return _resolve.handle_kind(handle) == "local" and _resolve._is_text_module_dir(handle)  # noqa: SLF001
+    kind = _resolve.handle_kind(handle)
+    if kind == "local":
+        return _resolve._is_text_module_dir(handle)  # noqa: SLF001
+    return False if kind == "offline" else None
 
 
 def data_kind(path: str) -> str | None:
@@ -69,23 +74,27 @@ def data_kind(path: str) -> str | None:
 def detect_task(cfg) -> str:
     """``cfg.task`` resolved to 'image' or 'text' (see the module docstring); raises ConfigError on a contradiction."""
     handle = cfg.backbone.handle
-    text_backbone = backbone_is_text(handle)
-    from_backbone = TEXT if text_backbone else IMAGE
+    is_text = backbone_is_text(handle)
     found = data_kind(cfg.data.path)
-    if cfg.task != "auto" and handle and cfg.task != from_backbone:
-        raise ConfigError(
-            f"config key 'task': {cfg.task!r}, but backbone.handle {handle!r} is "
-            f"{'a text encoder' if text_backbone else 'an image module'}: use a {cfg.task} backbone "
-            f"({'e.g. minilm_l6' if cfg.task == TEXT else 'e.g. mobilenet_v1_imagenet'}), or set task: {from_backbone}"
-        )
-    task = from_backbone if handle else (cfg.task if cfg.task != "auto" else (found or IMAGE))
+    if cfg.task != "auto":
+        if is_text is not None and is_text != (cfg.task == TEXT):
+            raise ConfigError(
+                f"config key 'task': {cfg.task!r}, but backbone.handle {handle!r} is "
+                f"{'a text encoder' if is_text else 'an image module'}: use a {cfg.task} backbone "
+                f"({'e.g. minilm_l6' if cfg.task == TEXT else 'e.g. mobilenet_v1_imagenet'}), or set task: "
+                f"{TEXT if is_text else IMAGE}"
+            )
+        task = cfg.task
+    elif is_text is not None:
+        task = TEXT if is_text else IMAGE
+    else:
+        task = found or IMAGE
     if found is not None and found != task:
         what = "text files (.tsv / .csv / .txt)" if found == TEXT else "image files"
+        fix = "a text backbone (e.g. minilm_l6)" if found == TEXT else "an image backbone (e.g. mobilenet_v1_imagenet)"
         raise ConfigError(
             f"config key 'task': data.path {cfg.data.path} holds {what} but backbone.handle {handle!r} is "
-            f"{'a text encoder' if task == TEXT else 'an image module'}: use "
-            f"{'an image backbone (e.g. mobilenet_v1_imagenet)' if found == IMAGE else 'a text backbone (e.g. minilm_l6)'}"
-            f" or point --data at {task} data"
+            f"{'a text encoder' if task == TEXT else 'an image module'}: use {fix}, or point --data at {task} data"
         )
     return task
 

@@ -183,3 +183,45 @@ def make_shapes(root: Path, per_class: int = 20, seed: int = 0) -> None:
             else:
                 draw.polygon([(x, y + s), (x + s, y + s), (x + s // 2, y)], fill=c)
             im.save(d / f"{i:03d}.{'png' if i % 2 else 'jpg'}")
+
+
+# Text components of a text run's DAG (task text: graft.pipeline.dag), in the order they run; no TFLiteExport.
+TEXT_NODES = (
+    "TextExampleGen",
+    "StatisticsGen",
+    "CuratedSchemaGen",
+    "ExampleValidator",
+    "DataGate",
+    "Transform",
+    "TokenGate",
+    "Trainer",
+    "latest_blessed_model_resolver",
+    "Evaluator",
+    "Pusher",
+)
+
+
+def imdb_reviews() -> list[tuple[str, str]]:
+    """The 100 labelled IMDB reviews TFX ships (tfx/examples/imdb/data), as (text, 'negative' | 'positive')."""
+    import csv
+    import importlib.util
+
+    spec = importlib.util.find_spec("tfx")
+    path = Path(next(iter(spec.submodule_search_locations))) / "examples/imdb/data/imdb_small_with_labels.txt"
+    with open(path, newline="", encoding="utf-8") as f:
+        return [(r["text"], "positive" if r["label"] == "1" else "negative") for r in csv.DictReader(f)]
+
+
+def make_imdb_tsv(root: Path, n_test: int = 20) -> list[tuple[str, str]]:
+    """GLUE form: root/train.tsv + root/test.tsv (header sentence<TAB>label) from the IMDB reviews; the last
+    ``n_test`` are the test split. Returns the test rows."""
+    import csv
+
+    rows = imdb_reviews()
+    root.mkdir(parents=True, exist_ok=True)
+    for name, part in (("train", rows[:-n_test]), ("test", rows[-n_test:])):
+        with open(root / f"{name}.tsv", "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f, delimiter="\t", lineterminator="\n")
+            w.writerow(["sentence", "label"])
+            w.writerows((" ".join(t.split()), label) for t, label in part)
+    return [(" ".join(t.split()), label) for t, label in rows[-n_test:]]

@@ -134,6 +134,18 @@ def _form_of_dir(root: str) -> tuple[str, dict[str, str]]:
     raise TextLayoutError(f"no text data in {files.display(root)} (it holds: {found}). {LAYOUT_HELP}")
 
 
+def declared_text_layout(path: str) -> TextDataLayout | None:
+    """The layout a path names by itself, without listing anything (a compile that must not read the data): one
+    ``.csv`` / ``.tsv`` manifest file, or a glob of ``*.tfrecord*`` files. None otherwise."""
+    path = (path or "").rstrip("/")
+    base, name = path.rsplit("/", 1) if "/" in path else ("", path)
+    if _is_manifest(name) and not any(c in name for c in "*?["):
+        return TextDataLayout("manifest", base, {SINGLE_SPLIT: name})
+    if ".tfrecord" in name.lower() and any(c in name for c in "*?["):
+        return TextDataLayout("tfrecord", base, {SINGLE_SPLIT: name})
+    return None
+
+
 def detect_text_layout(path: str) -> TextDataLayout:
     """The form of ``path`` (a manifest file or a folder, spans allowed); raises TextLayoutError with the fix."""
     path = os.path.abspath(os.path.expanduser(path)) if not files.is_remote(path) else path.rstrip("/")
