@@ -317,7 +317,12 @@ def build_classifier(
 
 
 def build_text_classifier(
-    backbone, num_classes: int, train_cfg, *, fine_tune_fraction: float | None = None, backbone_handle: Any = None
+    backbone,
+    num_classes: int,
+    train_cfg,
+    *,
+    fine_tune_fraction: float | None = None,
+    backbone_handle: Any = None,
 ) -> tf.keras.Model:
     """Task text: the encoder inputs -> TF Hub BERT-contract encoder -> sentence embedding -> the same head.
 

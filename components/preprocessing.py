@@ -211,7 +211,9 @@ def text_preprocessing_fn(inputs: dict, custom_config: dict) -> dict:
 def _label_index(label: tf.Tensor, classes: list[str]) -> tf.Tensor:
     label = tf.reshape(label, [-1])
     vocab = label_vocabulary(label, classes)
-    return tf.cast(tft.apply_vocabulary(label, deferred_vocab_filename_tensor=vocab, default_value=-1), tf.int64)
+    return tf.cast(
+        tft.apply_vocabulary(label, deferred_vocab_filename_tensor=vocab, default_value=-1), tf.int64
+    )
 
 
 def preprocessing_fn(inputs: dict, custom_config: dict) -> dict:

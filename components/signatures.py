@@ -149,7 +149,13 @@ def build_signatures(
 
 
 def export_model(
-    model: tf.keras.Model, tf_transform_output, export_dir: str, height: int = 0, width: int = 0, *, text=False
+    model: tf.keras.Model,
+    tf_transform_output,
+    export_dir: str,
+    height: int = 0,
+    width: int = 0,
+    *,
+    text=False,
 ) -> str:
     """Save ``model`` with the Transform graph, the vocabulary and the three signatures to ``export_dir``."""
     attach_transform(model, tf_transform_output)

@@ -42,7 +42,9 @@ def read_numeric_stats(stats_uri: str) -> tuple[int, dict[str, dict[str, float]]
         tf.io.gfile.glob(os.path.join(stats_uri, "*", STATS_FILE))
     )
     if not paths:
-        raise FileNotFoundError(f"no {STATS_FILE} under {stats_uri}: did Transform run with disable_statistics=False?")
+        raise FileNotFoundError(
+            f"no {STATS_FILE} under {stats_uri}: did Transform run with disable_statistics=False?"
+        )
     stats = statistics_pb2.DatasetFeatureStatisticsList()
     with tf.io.gfile.GFile(paths[0], "rb") as f:
         stats.ParseFromString(f.read())
@@ -56,13 +58,17 @@ def read_numeric_stats(stats_uri: str) -> tuple[int, dict[str, dict[str, float]]
     return int(dataset.num_examples), out
 
 
-def token_problems(num_examples: int, stats: dict, max_unk_rate: float, vocabulary: str) -> tuple[list[str], dict]:
+def token_problems(
+    num_examples: int, stats: dict, max_unk_rate: float, vocabulary: str
+) -> tuple[list[str], dict]:
     """Every reason to stop, in plain words, and the measured summary."""
     problems: list[str] = []
     for key, what in (("num_cls", "[CLS]"), ("num_sep", "[SEP]")):
         s = stats.get(key)
         if s is None:
-            problems.append(f"Transform's output has no '{key}' statistics (is the text preprocessing wired?)")
+            problems.append(
+                f"Transform's output has no '{key}' statistics (is the text preprocessing wired?)"
+            )
         elif not (s["min"] == 1 and s["max"] == 1):
             problems.append(
                 f"examples have {s['min']:g} to {s['max']:g} {what} tokens, not exactly one: the sequence packing "
@@ -75,7 +81,12 @@ def token_problems(num_examples: int, stats: dict, max_unk_rate: float, vocabula
         return problems, summary
     rate = unk["mean"] / tokens["mean"] if tokens["mean"] > 0 else 0.0
     summary.update(
-        {"unk_rate": rate, "mean_word_pieces": tokens["mean"], "max_word_pieces": tokens["max"], "cap": max_unk_rate}
+        {
+            "unk_rate": rate,
+            "mean_word_pieces": tokens["mean"],
+            "max_word_pieces": tokens["max"],
+            "cap": max_unk_rate,
+        }
     )
     if tokens["mean"] <= 0:
         problems.append("no example has any word piece: the texts are empty after the module's normalisation")
@@ -100,7 +111,9 @@ def TokenGate(  # noqa: N802 (TFX component name)
     import tensorflow as tf
 
     num_examples, stats = read_numeric_stats(statistics.uri)
-    problems, summary = token_problems(num_examples, stats, float(max_unk_rate), vocabulary or "its vocab_file")
+    problems, summary = token_problems(
+        num_examples, stats, float(max_unk_rate), vocabulary or "its vocab_file"
+    )
     validated_schema.set_string_custom_property("graft_token_checks", json.dumps(summary, sort_keys=True))
     if problems:
         head = (

@@ -98,7 +98,9 @@ def transform_custom_config(config: GraftConfig, backbone_info: Any) -> dict[str
     reduced.transform = dataclasses.replace(config.transform, max_unk_rate=reduced.transform.max_unk_rate)
     reduced.data.classes = list(config.data.classes)
     b = _backbone_dict(backbone_info)
-    if b.get("task") == "text":  # the tokenizer's facts (vocabulary, casing, length, special ids) and nothing else
+    if (
+        b.get("task") == "text"
+    ):  # the tokenizer's facts (vocabulary, casing, length, special ids) and nothing else
         backbone = {k: b[k] for k in TOKENIZER_KEYS if k in b}
     else:
         backbone = {k: b[k] for k in ("height", "width", "channels") if k in b}

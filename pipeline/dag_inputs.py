@@ -82,7 +82,11 @@ def resolve(config: GraftConfig, read_data: bool = True, task: str | None = None
 
 def _resolve_text(config: GraftConfig, read_data: bool) -> DagInputs:
     """Task text: the text layout (text_example_gen.layout), the class list if configured, the text schema."""
-    from graft.components.text_example_gen.layout import TextLayoutError, declared_text_layout, detect_text_layout
+    from graft.components.text_example_gen.layout import (
+        TextLayoutError,
+        declared_text_layout,
+        detect_text_layout,
+    )
 
     if not read_data:
         layout = declared_text_layout(config.data.path)

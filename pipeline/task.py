@@ -91,7 +91,11 @@ def detect_task(cfg) -> str:
         task = found or IMAGE
     if found is not None and found != task:
         what = "text files (.tsv / .csv / .txt)" if found == TEXT else "image files"
-        fix = "a text backbone (e.g. minilm_l6)" if found == TEXT else "an image backbone (e.g. mobilenet_v1_imagenet)"
+        fix = (
+            "a text backbone (e.g. minilm_l6)"
+            if found == TEXT
+            else "an image backbone (e.g. mobilenet_v1_imagenet)"
+        )
         raise ConfigError(
             f"config key 'task': data.path {cfg.data.path} holds {what} but backbone.handle {handle!r} is "
             f"{'a text encoder' if task == TEXT else 'an image module'}: use {fix}, or point --data at {task} data"

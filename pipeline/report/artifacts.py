@@ -103,7 +103,11 @@ def sample_images(
 
 
 def sample_texts(
-    transformed_uri: str, graph_uri: str | None, class_names: list[str], per_class: int = 2, split: str = "train"
+    transformed_uri: str,
+    graph_uri: str | None,
+    class_names: list[str],
+    per_class: int = 2,
+    split: str = "train",
 ) -> dict[str, list[list[str]]]:
     """Task text: up to ``per_class`` train examples per class as the model sees them, their word pieces (the
     transformed ``input_word_ids`` without padding, mapped back through the vocabulary asset of the Transform graph)."""
@@ -126,7 +130,9 @@ def sample_texts(
         if name not in out or len(out[name]) >= per_class:
             continue
         ids, mask = feats["input_word_ids"].int64_list.value, feats["input_mask"].int64_list.value
-        out[name].append([vocab[i] if 0 <= i < len(vocab) else "?" for i, m in zip(ids, mask, strict=False) if m])
+        out[name].append(
+            [vocab[i] if 0 <= i < len(vocab) else "?" for i, m in zip(ids, mask, strict=False) if m]
+        )
     return out
 
 

@@ -214,11 +214,15 @@ class DataSections:
         """Task text: sample train texts as word pieces (what the encoder reads), two per class."""
         title = "Sample texts"
         try:
-            samples = sample_texts(uri, self.s.outputs.get("Transform.transform_graph"), self.s.class_names or self.classes)
+            samples = sample_texts(
+                uri, self.s.outputs.get("Transform.transform_graph"), self.s.class_names or self.classes
+            )
         except Exception as e:  # noqa: BLE001 - one unreadable section must not sink the report
             return self.section("samples", title, f"<p class='fail'>Could not read samples: {esc(e)}</p>")
         rows = "".join(
-            f"<tr><td>{esc(c)}</td><td><code>{esc(' '.join(p))}</code></td></tr>" for c, ps in samples.items() for p in ps
+            f"<tr><td>{esc(c)}</td><td><code>{esc(' '.join(p))}</code></td></tr>"
+            for c, ps in samples.items()
+            for p in ps
         )
         if not rows:
             return self.section("samples", title, "<p class='muted'>No transformed train texts found.</p>")

@@ -19,7 +19,9 @@ HIDDEN, LAYERS, INTER = 16, 2, 32
 
 def test_preprocessing_dispatches_on_the_backbone_task():
     assert preprocessing.is_text({"backbone": json.dumps({"task": "text"}), "graft_config": "{}"})
-    assert not preprocessing.is_text({"backbone": json.dumps({"height": 32, "width": 32}), "graft_config": "{}"})
+    assert not preprocessing.is_text(
+        {"backbone": json.dumps({"height": 32, "width": 32}), "graft_config": "{}"}
+    )
     assert not preprocessing.is_text({})
 
 
@@ -38,7 +40,11 @@ def test_token_gate_judges_the_unk_rate_over_the_data_not_per_row():
 
 
 def test_token_gate_stops_on_a_vocabulary_mismatch_and_bad_packing():
-    stats = {**STATS_OK, "num_unk": {"min": 0, "max": 50, "mean": 20.0}, "num_sep": {"min": 1, "max": 2, "mean": 1.1}}
+    stats = {
+        **STATS_OK,
+        "num_unk": {"min": 0, "max": 50, "mean": 20.0},
+        "num_sep": {"min": 1, "max": 2, "mean": 1.1},
+    }
     problems, _ = token_gate.token_problems(100, stats, 0.05, "/m/assets/vocab.txt, lower case True")
     text = "\n".join(problems)
     assert "40.0% of word pieces are [UNK] (cap 5%, transform.max_unk_rate)" in text
@@ -66,11 +72,19 @@ def tiny_encoder(tmp_path_factory):
     }
     for i in range(LAYERS):
         p = f"encoder.layer.{i}."
-        for part in ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"):
+        for part in (
+            "attention.self.query",
+            "attention.self.key",
+            "attention.self.value",
+            "attention.output.dense",
+        ):
             shapes[p + part + ".weight"], shapes[p + part + ".bias"] = (HIDDEN, HIDDEN), (HIDDEN,)
         for ln in ("attention.output.LayerNorm", "output.LayerNorm"):
             shapes[p + ln + ".weight"], shapes[p + ln + ".bias"] = (HIDDEN,), (HIDDEN,)
-        shapes[p + "intermediate.dense.weight"], shapes[p + "intermediate.dense.bias"] = (INTER, HIDDEN), (INTER,)
+        shapes[p + "intermediate.dense.weight"], shapes[p + "intermediate.dense.bias"] = (
+            (INTER, HIDDEN),
+            (INTER,),
+        )
         shapes[p + "output.dense.weight"], shapes[p + "output.dense.bias"] = (HIDDEN, INTER), (HIDDEN,)
     tensors = {k: rng.normal(0, 0.2, s).astype(np.float32) for k, s in shapes.items()}
     weights = be.checkpoint_weights(tensors, cfg)
@@ -80,7 +94,13 @@ def tiny_encoder(tmp_path_factory):
     module.__call__.get_concrete_function(specs, training=True)
     path = tmp_path_factory.mktemp("tiny_bert") / "encoder"
     tf.saved_model.save(module, str(path))
-    info = {"task": "text", "handle": "tiny-bert", "path": str(path), "seq_length": SEQ, "output_key": "mean_pooled_output"}
+    info = {
+        "task": "text",
+        "handle": "tiny-bert",
+        "path": str(path),
+        "seq_length": SEQ,
+        "output_key": "mean_pooled_output",
+    }
     return info, [n for n, _ in weights]
 
 
@@ -105,7 +125,9 @@ def test_text_classifier_mean_pools_and_fine_tunes_the_top_blocks_in_layer_order
     # Depth order = the encoder's layer order: embeddings, layer_0, layer_1, pooler (read last).
     assert [v.name.split(":")[0] for v in layer.backbone_trainable_variables] == names
     chosen = [v.name.split(":")[0] for v in layer.fine_tune_variables]
-    assert chosen == names[-len(chosen) :] and all("layer_0" not in n and "embeddings" not in n for n in chosen)
+    assert chosen == names[-len(chosen) :] and all(
+        "layer_0" not in n and "embeddings" not in n for n in chosen
+    )
     model_lib.set_phase(model, 1)
     assert not layer.trainable_weights
     model_lib.set_phase(model, 2)
@@ -115,5 +137,7 @@ def test_text_classifier_mean_pools_and_fine_tunes_the_top_blocks_in_layer_order
     enc = tf.saved_model.load(info["path"])
     b = {k: tf.constant(v, tf.int32) for k, v in _batch().items()}
     np.testing.assert_allclose(feats, enc(b, training=False)["mean_pooled_output"].numpy(), atol=1e-5)
-    check = feature_cache.sanity_check(feats, value_range=None, range_source="text", handle="tiny-bert", text=True)
+    check = feature_cache.sanity_check(
+        feats, value_range=None, range_source="text", handle="tiny-bert", text=True
+    )
     assert check["value_range"] is None and check["relative_spread"] > 0

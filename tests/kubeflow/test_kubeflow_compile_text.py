@@ -8,6 +8,7 @@ itself), task: text explicit (a gs:// module cannot be told apart without readin
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -66,9 +67,15 @@ def test_text_config_compiles_to_the_text_dag(tmp_path, text_info):
     assert params["module_path"].runtime_value.constant.string_value == "graft.components.text_eval"
     transform = json.loads(dict(c.tasks["Transform"].inputs.parameters)["custom_config"].runtime_value.constant.string_value)  # fmt: skip
     backbone = json.loads(transform["backbone"])
-    assert backbone["task"] == "text" and backbone["seq_length"] == 32 and backbone["vocab_file"].startswith("gs://")
+    assert (
+        backbone["task"] == "text"
+        and backbone["seq_length"] == 32
+        and backbone["vocab_file"].startswith("gs://")
+    )
     assert "seq_length 32" in result.describe()
-    assert kfc.find_local_paths(json.loads(open(result.path).read()), extra=(str(text_info.parent),)) == []
+    assert (
+        kfc.find_local_paths(json.loads(Path(result.path).read_text()), extra=(str(text_info.parent),)) == []
+    )
 
 
 def test_text_compile_checks_the_sequence_length_against_the_metadata(tmp_path, text_info):

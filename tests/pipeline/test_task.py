@@ -23,7 +23,10 @@ def _glue(root):
 def test_auto_detects_text_from_the_backbone_and_the_data(tmp_path):
     data = _glue(tmp_path / "glue")
     assert task_mod.detect_task(_cfg(data, "minilm_l6")) == "text"
-    assert task_mod.detect_task(_cfg(data, "https://tfhub.dev/tensorflow/bert_en_uncased_L-12_H-768_A-12/4")) == "text"
+    assert (
+        task_mod.detect_task(_cfg(data, "https://tfhub.dev/tensorflow/bert_en_uncased_L-12_H-768_A-12/4"))
+        == "text"
+    )
     images = tmp_path / "images"
     make_tree(images, per_class=2)
     assert task_mod.detect_task(_cfg(images, "tiny")) == "image"
@@ -43,7 +46,9 @@ def test_text_backbone_on_image_folders_is_one_sentence_naming_both(tmp_path):
 
 
 def test_explicit_task_contradicting_the_backbone_names_the_key(tmp_path):
-    with pytest.raises(ConfigError, match=r"config key 'task': 'text', but backbone.handle 'tiny' is an image"):
+    with pytest.raises(
+        ConfigError, match=r"config key 'task': 'text', but backbone.handle 'tiny' is an image"
+    ):
         task_mod.detect_task(_cfg(_glue(tmp_path / "g"), "tiny", task="text"))
     # A gs:// module cannot be told apart without reading it: the explicit task decides.
     cfg = _cfg("gs://bucket/reviews.tsv", "gs://bucket/hub/my_bert", task="text")
