@@ -263,6 +263,20 @@ def build_augmentation(augment, seed: int) -> tf.keras.Sequential | None:
     return tf.keras.Sequential(layers, name="augment")
 
 
+def _check_classes(num_classes: int) -> None:
+    if num_classes < 2:
+        raise ModelBuildError(
+            f"the label vocabulary has {num_classes} class(es); a classifier needs at least 2 (check the data's "
+            "labels and the Transform output's 'label_vocab')"
+        )
+
+
+def _head(x, train_cfg, num_classes: int, seed: int):
+    """Dropout -> Dense logits (float32 whatever the policy), on the backbone's feature vector."""
+    x = tf.keras.layers.Dropout(train_cfg.dropout, seed=seed + 4, name=DROPOUT_LAYER_NAME)(x)
+    return tf.keras.layers.Dense(num_classes, dtype="float32", name=LOGITS_LAYER_NAME)(x)
+
+
 def build_classifier(
     backbone: BackboneSpec,
     num_classes: int,
@@ -277,11 +291,7 @@ def build_classifier(
     module). Layers take the global mixed-precision policy, except the backbone (a SavedModel computes in the
     dtype it was exported with), the pixel layers and the logits, which are float32.
     """
-    if num_classes < 2:
-        raise ModelBuildError(
-            f"the label vocabulary has {num_classes} class(es); a classifier needs at least 2 (check the data's "
-            "labels and the Transform output's 'label_vocab')"
-        )
+    _check_classes(num_classes)
     lo, hi = (float(v) for v in backbone.value_range)
     if not hi > lo:
         raise ModelBuildError(
@@ -311,8 +321,7 @@ def build_classifier(
             f"backbone {getattr(backbone, 'handle', backbone.path)!r} returns shape {x.shape}, not a feature vector "
             "[batch, features]: use an image feature-vector module (not a classifier or a spatial feature map)"
         )
-    x = tf.keras.layers.Dropout(train_cfg.dropout, seed=seed + 4, name=DROPOUT_LAYER_NAME)(x)
-    logits = tf.keras.layers.Dense(num_classes, dtype="float32", name=LOGITS_LAYER_NAME)(x)
+    logits = _head(x, train_cfg, num_classes, seed)
     return tf.keras.Model(inputs, logits, name="graft_classifier")
 
 
@@ -335,11 +344,7 @@ def build_text_classifier(
     """
     from graft.components.text_preprocessing import ENCODER_INPUT_KEYS
 
-    if num_classes < 2:
-        raise ModelBuildError(
-            f"the label vocabulary has {num_classes} class(es); a classifier needs at least 2 (check the data's "
-            "labels and the Transform output's 'label_vocab')"
-        )
+    _check_classes(num_classes)
     b = backbone if isinstance(backbone, dict) else backbone.to_dict()
     fraction = train_cfg.fine_tune_fraction if fine_tune_fraction is None else fine_tune_fraction
     seed = int(train_cfg.seed)
@@ -360,8 +365,7 @@ def build_text_classifier(
             f"text backbone {b.get('handle')!r} output {b.get('output_key')!r} has shape {x.shape}, not a sentence "
             "embedding [batch, features]"
         )
-    x = tf.keras.layers.Dropout(train_cfg.dropout, seed=seed + 4, name=DROPOUT_LAYER_NAME)(x)
-    logits = tf.keras.layers.Dense(num_classes, dtype="float32", name=LOGITS_LAYER_NAME)(x)
+    logits = _head(x, train_cfg, num_classes, seed)
     return tf.keras.Model(inputs, logits, name="graft_text_classifier")
 
 

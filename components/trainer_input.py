@@ -121,6 +121,37 @@ def input_fn(
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
+def _tfxio_batches(files, schema, batch_size, shuffle, seed, repeat, shuffle_buffer, dataset_factory):
+    """TFX's reader (``dataset_factory``, else the TFXIO class TFX picks for tf.Examples) -> dicts of batches."""
+    from tfx_bsl.public import tfxio
+
+    options = tfxio.TensorFlowDatasetOptions(
+        batch_size=batch_size,
+        shuffle=shuffle,
+        shuffle_seed=seed,
+        shuffle_buffer_size=shuffle_buffer,
+        num_epochs=None if repeat else 1,
+        # A fixed interleave width: with AUTOTUNE the cycle length (hence the record order) can change between
+        # epochs, and the seed alone must decide the order.
+        reader_num_threads=min(len(files), 8),
+    )
+    if dataset_factory is not None:
+        return dataset_factory(files, options, schema)
+    return tfxio.TFExampleRecord(file_pattern=files, schema=schema).TensorFlowDataset(options)
+
+
+def _checked_labels(batch, num_classes: int) -> tf.Tensor:
+    """The batch's label indices, failing clearly when one is outside [0, num_classes)."""
+    labels = _label_vector(batch)
+    check = tf.debugging.assert_equal(
+        tf.reduce_all(tf.logical_and(labels >= 0, labels < num_classes)),
+        True,
+        message=_LABEL_MESSAGE.format(num_classes=num_classes),
+    )
+    with tf.control_dependencies([check]):
+        return tf.identity(labels)
+
+
 def tfxio_input_fn(
     file_patterns: str | Sequence[str],
     tf_transform_output,
@@ -140,25 +171,10 @@ def tfxio_input_fn(
     ``dataset_factory`` is ``fn_args.data_accessor.tf_dataset_factory`` inside TFX (it knows the artifact's payload
     format); without it (tests, benches) the same TFXIO class TFX picks for tf.Examples reads the files.
     """
-    from tfx_bsl.public import tfxio
-
     files = _expand(file_patterns)
     _parse_spec(tf_transform_output)  # both features present, or a clear error
     schema = tf_transform_output.transformed_metadata.schema
-    options = tfxio.TensorFlowDatasetOptions(
-        batch_size=batch_size,
-        shuffle=shuffle,
-        shuffle_seed=seed,
-        shuffle_buffer_size=shuffle_buffer,
-        num_epochs=None if repeat else 1,
-        # A fixed interleave width: with AUTOTUNE the cycle length (hence the record order) can change between
-        # epochs, and the seed alone must decide the order.
-        reader_num_threads=min(len(files), 8),
-    )
-    if dataset_factory is not None:
-        ds = dataset_factory(files, options, schema)
-    else:
-        ds = tfxio.TFExampleRecord(file_pattern=files, schema=schema).TensorFlowDataset(options)
+    ds = _tfxio_batches(files, schema, batch_size, shuffle, seed, repeat, shuffle_buffer, dataset_factory)
 
     def decode(batch):
         images = tf.map_fn(
@@ -166,14 +182,7 @@ def tfxio_input_fn(
             tf.reshape(batch[features.TRANSFORMED_IMAGE_KEY], [-1]),
             fn_output_signature=tf.TensorSpec([height, width, 3], tf.uint8),
         )
-        labels = _label_vector(batch)
-        check = tf.debugging.assert_equal(
-            tf.reduce_all(tf.logical_and(labels >= 0, labels < num_classes)),
-            True,
-            message=_LABEL_MESSAGE.format(num_classes=num_classes),
-        )
-        with tf.control_dependencies([check]):
-            return images, tf.identity(labels)
+        return images, _checked_labels(batch, num_classes)
 
     return ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
 
@@ -192,7 +201,7 @@ def text_tfxio_input_fn(
 ) -> tf.data.Dataset:
     """Task text: batches of ({input_word_ids, input_mask, input_type_ids}: int64 [B, seq_length], int64 [B]),
     read by TFXIO as for images (the per-example token checks in the files are not read)."""
-    from tfx_bsl.public import tfxio
+    from tensorflow_metadata.proto.v0 import schema_pb2
 
     from graft.components.text_preprocessing import ENCODER_INPUT_KEYS
 
@@ -200,34 +209,16 @@ def text_tfxio_input_fn(
     keys = (*ENCODER_INPUT_KEYS, features.TRANSFORMED_LABEL_KEY)
     _parse_spec(tf_transform_output, keys)
     schema = tf_transform_output.transformed_metadata.schema
-    from tensorflow_metadata.proto.v0 import schema_pb2
-
     wanted = schema_pb2.Schema()
     wanted.CopyFrom(schema)
     del wanted.feature[:]
     wanted.feature.extend(f for f in schema.feature if f.name in keys)
-    options = tfxio.TensorFlowDatasetOptions(
-        batch_size=batch_size,
-        shuffle=shuffle,
-        shuffle_seed=seed,
-        shuffle_buffer_size=shuffle_buffer,
-        num_epochs=None if repeat else 1,
-        reader_num_threads=min(len(files), 8),
-    )
-    if dataset_factory is not None:
-        ds = dataset_factory(files, options, wanted)
-    else:
-        ds = tfxio.TFExampleRecord(file_pattern=files, schema=wanted).TensorFlowDataset(options)
+    ds = _tfxio_batches(files, wanted, batch_size, shuffle, seed, repeat, shuffle_buffer, dataset_factory)
 
     def split(batch):
-        labels = _label_vector(batch)
-        check = tf.debugging.assert_equal(
-            tf.reduce_all(tf.logical_and(labels >= 0, labels < num_classes)),
-            True,
-            message=_LABEL_MESSAGE.format(num_classes=num_classes),
+        return {k: tf.cast(batch[k], tf.int64) for k in ENCODER_INPUT_KEYS}, _checked_labels(
+            batch, num_classes
         )
-        with tf.control_dependencies([check]):
-            return {k: tf.cast(batch[k], tf.int64) for k in ENCODER_INPUT_KEYS}, tf.identity(labels)
 
     return ds.map(split, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
 
