@@ -308,6 +308,7 @@ def run_fn(fn_args) -> None:
             deadline=deadline,
             phase2_epoch_estimate=estimate,
             n_train=n_train,
+            text=text,
         )
     if cached is not None:
         history["feature_cache"] = {

@@ -213,15 +213,12 @@ def imdb_reviews() -> list[tuple[str, str]]:
 
 
 def make_imdb_tsv(root: Path, n_test: int = 20) -> list[tuple[str, str]]:
-    """GLUE form: root/train.tsv + root/test.tsv (header sentence<TAB>label) from the IMDB reviews; the last
-    ``n_test`` are the test split. Returns the test rows."""
-    import csv
-
-    rows = imdb_reviews()
+    """GLUE form: root/train.tsv + root/test.tsv (header sentence<TAB>label, no quoting: GLUE's TSVs are unquoted
+    and the text ExampleGen reads TSV that way) from the IMDB reviews, whitespace runs (tabs, newlines) folded to
+    one space; the last ``n_test`` are the test split. Returns the test rows as written."""
+    rows = [(" ".join(t.split()), label) for t, label in imdb_reviews()]
     root.mkdir(parents=True, exist_ok=True)
     for name, part in (("train", rows[:-n_test]), ("test", rows[-n_test:])):
-        with open(root / f"{name}.tsv", "w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f, delimiter="\t", lineterminator="\n")
-            w.writerow(["sentence", "label"])
-            w.writerows((" ".join(t.split()), label) for t, label in part)
-    return [(" ".join(t.split()), label) for t, label in rows[-n_test:]]
+        lines = ["sentence\tlabel", *(f"{t}\t{label}" for t, label in part)]
+        (root / f"{name}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return rows[-n_test:]
