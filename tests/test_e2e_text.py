@@ -101,3 +101,15 @@ def test_pushed_model_answers_raw_strings(world):
     ]
     by_example = model.signatures["serving_tf_example"](examples=tf.constant(examples))
     np.testing.assert_allclose(by_example["probabilities"].numpy(), probs, atol=1e-5)
+
+
+def test_graft_predict_answers_texts(world):
+    texts = [t for t, _ in world["test_rows"][:3]]
+    args = [GRAFT, "predict", "--model", str(world["serving"]), "--json"]
+    for t in texts:
+        args += ["--text", t]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=600, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    answers = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [a["text"] for a in answers] == texts
+    assert all(a["class_name"] in ("negative", "positive") and 0.5 <= a["probability"] <= 1.0 for a in answers)
