@@ -33,6 +33,22 @@ from graft.components.data_errors import DataValidationError  # noqa: E402
 STATS_FILE = "FeatureStats.pb"  # the name Transform writes its post-transform statistics under
 
 
+# What the gate reads of Transform's statistics: the rest (token-id vectors, the raw text again: StatisticsGen already
+# described it) is not computed (``stats_options_updater_fn``, TFX Transform's hook, by dotted path).
+CHECKED_FEATURES = ("num_cls", "num_sep", "num_tokens", "num_unk")
+
+
+def stats_options_updater_fn(stats_type, stats_options):
+    """Transform's statistics restricted to what is read: the label before, the token checks after."""
+    from tfx.components.transform import stats_options_util
+
+    if stats_type == stats_options_util.StatsType.POST_TRANSFORM:
+        stats_options.feature_allowlist = list(CHECKED_FEATURES)
+    else:
+        stats_options.feature_allowlist = ["label"]
+    return stats_options
+
+
 def read_numeric_stats(stats_uri: str) -> tuple[int, dict[str, dict[str, float]]]:
     """(number of examples, {feature: {min, max, mean}}) from the statistics under ``stats_uri``."""
     import tensorflow as tf

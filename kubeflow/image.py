@@ -64,6 +64,7 @@ USER_FUNCTIONS = (
 TEXT_IMPORTS = (
     "graft.components.text_example_gen.executor.Executor",
     "graft.components.token_gate.TokenGate",
+    "graft.components.token_gate.stats_options_updater_fn",
     "tensorflow_text.BertTokenizer",
 )
 

@@ -34,6 +34,8 @@ from graft.pipeline.dag_inputs import DagInputs
 
 PREPROCESSING_FN = "graft.components.preprocessing.preprocessing_fn"
 RUN_FN = "graft.components.trainer.run_fn"
+# Task text: Transform's statistics restricted to the TokenGate's features (graft.components.token_gate).
+STATS_OPTIONS_UPDATER_FN = "graft.components.token_gate.stats_options_updater_fn"
 BASELINE_RESOLVER_ID = "latest_blessed_model_resolver"
 
 # TFX's Beam executors (ExampleGen, StatisticsGen, Transform, Evaluator) each copy the whole TFX install (48 MB) to a
@@ -234,6 +236,7 @@ def create_pipeline(
         # Images: StatisticsGen already describes the raw data; statistics of serialized uint8 tensors tell nobody
         # anything. Text: the token checks (num_cls, num_sep, num_tokens, num_unk) are read by the TokenGate.
         disable_statistics=not text,
+        stats_options_updater_fn=STATS_OPTIONS_UPDATER_FN if text else None,
     )
     trainer_schema = gate.outputs["validated_schema"]
     token_gate = None
