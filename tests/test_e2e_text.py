@@ -112,4 +112,6 @@ def test_graft_predict_answers_texts(world):
     assert out.returncode == 0, out.stderr[-2000:]
     answers = [json.loads(line) for line in out.stdout.splitlines()]
     assert [a["text"] for a in answers] == texts
-    assert all(a["class_name"] in ("negative", "positive") and 0.5 <= a["probability"] <= 1.0 for a in answers)
+    assert all(
+        a["class_name"] in ("negative", "positive") and 0.5 <= a["probability"] <= 1.0 for a in answers
+    )

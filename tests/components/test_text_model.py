@@ -56,7 +56,9 @@ def test_transform_statistics_are_restricted_to_what_the_gate_reads():
     import tensorflow_data_validation as tfdv
     from tfx.components.transform import stats_options_util
 
-    post = token_gate.stats_options_updater_fn(stats_options_util.StatsType.POST_TRANSFORM, tfdv.StatsOptions())
+    post = token_gate.stats_options_updater_fn(
+        stats_options_util.StatsType.POST_TRANSFORM, tfdv.StatsOptions()
+    )
     pre = token_gate.stats_options_updater_fn(stats_options_util.StatsType.PRE_TRANSFORM, tfdv.StatsOptions())
     assert post.feature_allowlist == ["num_cls", "num_sep", "num_tokens", "num_unk"]
     assert pre.feature_allowlist == ["label"]
