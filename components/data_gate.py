@@ -36,11 +36,11 @@ PROP_CLASSES = "graft_classes"
 
 
 # ---- schema ---------------------------------------------------------------------------------------------------
-def default_schema_path() -> str:
-    """The committed, curated schema (shipped inside the package)."""
+def default_schema_path(task: str = "image") -> str:
+    """The committed, curated schema of ``task`` ('image' or 'text'; shipped inside the package)."""
     from graft import schemas
 
-    return schemas.schema_path("image_classification")
+    return schemas.schema_path("text_classification" if task == "text" else "image_classification")
 
 
 def parse_schema(text: str, where: str = "the schema"):
@@ -53,9 +53,13 @@ def parse_schema(text: str, where: str = "the schema"):
     except text_format.ParseError as e:
         raise ValueError(f"{where} is not a valid tensorflow_metadata Schema in text format: {e}") from None
     names = {f.name for f in schema.feature}
-    for needed in (features.IMAGE_KEY, features.LABEL_KEY):
-        if needed not in names:
-            raise ValueError(f"{where} has no feature '{needed}' (it has {sorted(names)})")
+    if features.LABEL_KEY not in names:
+        raise ValueError(f"{where} has no feature '{features.LABEL_KEY}' (it has {sorted(names)})")
+    if features.IMAGE_KEY not in names and features.TEXT_KEY not in names:
+        raise ValueError(
+            f"{where} has neither '{features.IMAGE_KEY}' (images) nor '{features.TEXT_KEY}' (text) (it has "
+            f"{sorted(names)})"
+        )
     return schema
 
 

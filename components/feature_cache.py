@@ -57,7 +57,8 @@ class Features:
 
 def feature_extractor(model: tf.keras.Model) -> tf.keras.Model:
     """uint8 images -> the backbone's feature vectors, through the classifier's own layers (no copy)."""
-    return tf.keras.Model(model.inputs, model_lib.backbone_layer(model).output, name="feature_extractor")
+    # model.input: the image tensor, or the text model's dict of encoder inputs (batches arrive as that dict).
+    return tf.keras.Model(model.input, model_lib.backbone_layer(model).output, name="feature_extractor")
 
 
 def extract(extractor: tf.keras.Model, dataset: tf.data.Dataset) -> Features:
@@ -99,18 +100,28 @@ def relative_spread(x: np.ndarray) -> float:
     return float(np.mean(np.std(x, axis=0)) / magnitude)
 
 
-def sanity_check(x: np.ndarray, *, value_range, range_source: str, handle: str) -> dict:
-    """Raise :class:`FeatureCheckError` when one batch's features are non-finite or degenerate; else a summary."""
+def sanity_check(x: np.ndarray, *, value_range, range_source: str, handle: str, text: bool = False) -> dict:
+    """Raise :class:`FeatureCheckError` when one batch's features are non-finite or degenerate; else a summary.
+
+    ``text``: the batch is tokenized text (no pixel range); the same checks on the sentence embeddings."""
     x = np.asarray(x)
-    lo, hi = (float(v) for v in value_range)
-    where = (
-        f"backbone {handle!r} on one batch of {x.shape[0]} transformed train images (pixels given to it in "
-        f"[{lo:g}, {hi:g}], {range_source})"
-    )
-    fix = (
-        "Check backbone.value_range (the range the module expects, e.g. [0, 1] for TF Hub image modules, [-1, 1] "
-        "for some), transform.crop_fraction, and that the module is an image feature-vector model."
-    )
+    if text:
+        lo, hi = float("nan"), float("nan")
+        where = f"text encoder {handle!r} on one batch of {x.shape[0]} tokenized train texts"
+        fix = (
+            "Check that the encoder is a BERT-contract text encoder matching its preprocessing model (vocabulary) "
+            "and that the texts are not all alike."
+        )
+    else:
+        lo, hi = (float(v) for v in value_range)
+        where = (
+            f"backbone {handle!r} on one batch of {x.shape[0]} transformed train images (pixels given to it in "
+            f"[{lo:g}, {hi:g}], {range_source})"
+        )
+        fix = (
+            "Check backbone.value_range (the range the module expects, e.g. [0, 1] for TF Hub image modules, "
+            "[-1, 1] for some), transform.crop_fraction, and that the module is an image feature-vector model."
+        )
     bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
     if bad:
         raise FeatureCheckError(f"{where}: {bad} of {x.size} feature values are NaN or infinite. {fix}")
@@ -126,6 +137,6 @@ def sanity_check(x: np.ndarray, *, value_range, range_source: str, handle: str) 
     return {
         "images": int(x.shape[0]),
         "relative_spread": spread,
-        "value_range": [lo, hi],
+        "value_range": None if text else [lo, hi],
         "source": range_source,
     }

@@ -1,4 +1,5 @@
-"""The classifier Graft trains: a TF Hub image feature-vector module with a new softmax head.
+"""The classifier Graft trains: a TF Hub image feature-vector module (or, for task text, a TF Hub BERT-contract
+text encoder: :func:`build_text_classifier`) with a new softmax head.
 
 Layout (one ``tf.keras.Model``, the same graph in training and serving)::
 
@@ -262,6 +263,20 @@ def build_augmentation(augment, seed: int) -> tf.keras.Sequential | None:
     return tf.keras.Sequential(layers, name="augment")
 
 
+def _check_classes(num_classes: int) -> None:
+    if num_classes < 2:
+        raise ModelBuildError(
+            f"the label vocabulary has {num_classes} class(es); a classifier needs at least 2 (check the data's "
+            "labels and the Transform output's 'label_vocab')"
+        )
+
+
+def _head(x, train_cfg, num_classes: int, seed: int):
+    """Dropout -> Dense logits (float32 whatever the policy), on the backbone's feature vector."""
+    x = tf.keras.layers.Dropout(train_cfg.dropout, seed=seed + 4, name=DROPOUT_LAYER_NAME)(x)
+    return tf.keras.layers.Dense(num_classes, dtype="float32", name=LOGITS_LAYER_NAME)(x)
+
+
 def build_classifier(
     backbone: BackboneSpec,
     num_classes: int,
@@ -276,11 +291,7 @@ def build_classifier(
     module). Layers take the global mixed-precision policy, except the backbone (a SavedModel computes in the
     dtype it was exported with), the pixel layers and the logits, which are float32.
     """
-    if num_classes < 2:
-        raise ModelBuildError(
-            f"the label vocabulary has {num_classes} class(es); a classifier needs at least 2 (check the data's "
-            "labels and the Transform output's 'label_vocab')"
-        )
+    _check_classes(num_classes)
     lo, hi = (float(v) for v in backbone.value_range)
     if not hi > lo:
         raise ModelBuildError(
@@ -310,9 +321,52 @@ def build_classifier(
             f"backbone {getattr(backbone, 'handle', backbone.path)!r} returns shape {x.shape}, not a feature vector "
             "[batch, features]: use an image feature-vector module (not a classifier or a spatial feature map)"
         )
-    x = tf.keras.layers.Dropout(train_cfg.dropout, seed=seed + 4, name=DROPOUT_LAYER_NAME)(x)
-    logits = tf.keras.layers.Dense(num_classes, dtype="float32", name=LOGITS_LAYER_NAME)(x)
+    logits = _head(x, train_cfg, num_classes, seed)
     return tf.keras.Model(inputs, logits, name="graft_classifier")
+
+
+def build_text_classifier(
+    backbone,
+    num_classes: int,
+    train_cfg,
+    *,
+    fine_tune_fraction: float | None = None,
+    backbone_handle: Any = None,
+) -> tf.keras.Model:
+    """Task text: the encoder inputs -> TF Hub BERT-contract encoder -> sentence embedding -> the same head.
+
+    ``backbone`` is a TextBackboneInfo (or its dict): ``path`` (the encoder), ``seq_length``, ``output_key`` (the
+    sentence embedding the module's card names: ``mean_pooled_output`` for all-MiniLM-L6-v2, trained with mean
+    pooling over the mask; ``pooled_output`` for TF Hub BERT encoders). Inputs are the transformed int64
+    ``input_word_ids`` / ``input_mask`` / ``input_type_ids`` [B, seq_length], cast to the encoder's int32. No
+    augmentation. The same BackboneLayer (top ``fine_tune_fraction`` of the encoder's variables in depth order,
+    module called in inference mode: its dropout off), Dropout and float32 logits as images.
+    """
+    from graft.components.text_preprocessing import ENCODER_INPUT_KEYS
+
+    _check_classes(num_classes)
+    b = backbone if isinstance(backbone, dict) else backbone.to_dict()
+    fraction = train_cfg.fine_tune_fraction if fine_tune_fraction is None else fine_tune_fraction
+    seed = int(train_cfg.seed)
+    seq = int(b["seq_length"])
+    inputs = {k: tf.keras.Input(shape=(seq,), dtype=tf.int64, name=k) for k in ENCODER_INPUT_KEYS}
+    encoder_inputs = {k: tf.cast(v, tf.int32) for k, v in inputs.items()}
+    layer = BackboneLayer(
+        backbone_handle if backbone_handle is not None else b["path"],
+        fine_tune_fraction=fraction,
+        trainable=False,
+        output_key=b.get("output_key") or "pooled_output",
+        dtype="float32",
+        name=BACKBONE_LAYER_NAME,
+    )
+    x = layer(encoder_inputs)
+    if x.shape.rank != 2:
+        raise ModelBuildError(
+            f"text backbone {b.get('handle')!r} output {b.get('output_key')!r} has shape {x.shape}, not a sentence "
+            "embedding [batch, features]"
+        )
+    logits = _head(x, train_cfg, num_classes, seed)
+    return tf.keras.Model(inputs, logits, name="graft_text_classifier")
 
 
 def backbone_layer(model: tf.keras.Model) -> BackboneLayer:

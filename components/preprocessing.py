@@ -1,5 +1,9 @@
 """Transform module: ``preprocessing_fn(inputs, custom_config)`` (given to TFX by dotted path).
 
+One entry point for both tasks: a text backbone's facts in ``custom_config["backbone"]`` (task 'text') dispatch to
+:func:`text_preprocessing_fn` (the module's tokenizer -> token ids, text_preprocessing.py); else the image path
+below. The label goes through the same vocabulary either way.
+
 Raw tf.Example {image_bytes, label, source_path} -> transformed {image, label_index} (see ``features``):
 
 image        decode (JPEG / PNG / BMP / GIF first frame; gray and RGBA -> RGB), centre crop to
@@ -183,7 +187,38 @@ def label_vocabulary(label: tf.Tensor, configured: list[str]) -> tf.Tensor:
 
 
 # ---- preprocessing_fn ---------------------------------------------------------------------------------------------
+def is_text(custom_config: dict) -> bool:
+    """Task text: custom_config["backbone"] is a text backbone's tokenizer facts (task 'text')."""
+    try:
+        return json.loads((custom_config or {}).get("backbone") or "{}").get("task") == "text"
+    except (TypeError, ValueError):
+        return False
+
+
+def text_preprocessing_fn(inputs: dict, custom_config: dict) -> dict:
+    """Task text: the module's own tokenizer -> encoder inputs + checks (text_preprocessing), label as for images."""
+    from graft.components import text_preprocessing
+    from graft.components.image_example_gen.config import DataConfig
+    from graft.settings import section_from_json
+
+    info = json.loads(custom_config["backbone"])
+    data = section_from_json(DataConfig, custom_config["graft_config"], "data")
+    outputs = text_preprocessing.text_features(inputs[features.TEXT_KEY], info)
+    outputs[features.TRANSFORMED_LABEL_KEY] = _label_index(inputs[features.LABEL_KEY], list(data.classes))
+    return outputs
+
+
+def _label_index(label: tf.Tensor, classes: list[str]) -> tf.Tensor:
+    label = tf.reshape(label, [-1])
+    vocab = label_vocabulary(label, classes)
+    return tf.cast(
+        tft.apply_vocabulary(label, deferred_vocab_filename_tensor=vocab, default_value=-1), tf.int64
+    )
+
+
 def preprocessing_fn(inputs: dict, custom_config: dict) -> dict:
+    if is_text(custom_config):
+        return text_preprocessing_fn(inputs, custom_config)
     s = transform_settings(custom_config)
     outputs = {
         features.TRANSFORMED_IMAGE_KEY: transform_images(
@@ -195,9 +230,5 @@ def preprocessing_fn(inputs: dict, custom_config: dict) -> dict:
             s["crop_fraction"],
         )
     }
-    label = tf.reshape(inputs[features.LABEL_KEY], [-1])
-    vocab = label_vocabulary(label, s["classes"])
-    outputs[features.TRANSFORMED_LABEL_KEY] = tf.cast(
-        tft.apply_vocabulary(label, deferred_vocab_filename_tensor=vocab, default_value=-1), tf.int64
-    )
+    outputs[features.TRANSFORMED_LABEL_KEY] = _label_index(inputs[features.LABEL_KEY], s["classes"])
     return outputs

@@ -14,6 +14,10 @@ the label vocabulary (an asset) tracked on it, and three signatures:
 Outputs of the two serving signatures: ``probabilities`` float32 [None, C] (softmax of the float32 logits),
 ``class_index`` int64 [None] (argmax) and ``class_name`` string [None] (looked up in the ``label_vocab`` asset).
 
+Task text (``text=True``): ``serving_default`` takes ``text``: tf.string [None] of raw UTF-8 strings (TF Serving REST
+``{"instances": ["a review", ...]}``); the Transform graph tokenizes them with the module's WordPiece vocabulary (TF
+Text ops: see the README for the TF Serving build that has them) and the model gets the encoder inputs.
+
 At serving time the raw examples have no label. The Transform graph is applied to the features present only
 (TFT prunes the outputs that need missing inputs), so the label's vocabulary lookup is not needed to serve.
 """
@@ -53,24 +57,24 @@ def class_names(tf_transform_output) -> list[str]:
     return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in vocab]
 
 
-def _raw_spec(tf_transform_output, keys=None) -> dict:
+def _raw_spec(tf_transform_output, keys=None, raw_key: str = features.IMAGE_KEY) -> dict:
     spec = dict(tf_transform_output.raw_feature_spec())
-    if features.IMAGE_KEY not in spec:
+    if raw_key not in spec:
         raise SignatureError(
-            f"the Transform output's raw schema has no '{features.IMAGE_KEY}' feature (it has {sorted(spec)})"
+            f"the Transform output's raw schema has no '{raw_key}' feature (it has {sorted(spec)})"
         )
     if keys is not None:
         spec = {k: v for k, v in spec.items() if k in keys}
     return spec
 
 
-def _as_raw_feature(values: tf.Tensor, spec) -> tf.Tensor:
+def _as_raw_feature(values: tf.Tensor, spec, raw_key: str = features.IMAGE_KEY) -> tf.Tensor:
     """[None] strings -> the dense or sparse shape the raw feature spec declares (what parse_example would give)."""
     if isinstance(spec, tf.io.FixedLenFeature):
         return tf.reshape(values, [-1, *spec.shape])
     if isinstance(spec, tf.io.VarLenFeature):
         return tf.sparse.from_dense(tf.reshape(values, [-1, 1]))
-    raise SignatureError(f"unsupported raw feature spec for '{features.IMAGE_KEY}': {spec!r}")
+    raise SignatureError(f"unsupported raw feature spec for '{raw_key}': {spec!r}")
 
 
 def attach_transform(model: tf.keras.Model, tf_transform_output) -> None:
@@ -89,19 +93,31 @@ def attach_transform(model: tf.keras.Model, tf_transform_output) -> None:
     )
 
 
-def build_signatures(model: tf.keras.Model, tf_transform_output, height: int, width: int) -> dict:
-    """The three signature functions (concrete); :func:`attach_transform` must have run."""
-    raw_spec = _raw_spec(tf_transform_output)
-    serving_spec = {k: v for k, v in raw_spec.items() if k in SERVING_RAW_KEYS}
-    image_spec = raw_spec[features.IMAGE_KEY]
+def build_signatures(
+    model: tf.keras.Model, tf_transform_output, height: int = 0, width: int = 0, *, text: bool = False
+) -> dict:
+    """The three signature functions (concrete); :func:`attach_transform` must have run.
 
-    def predict(transformed: dict) -> dict:
-        images = tf.map_fn(
+    ``text``: ``serving_default`` takes ``text`` (tf.string [None], raw UTF-8 strings: TF Serving REST
+    ``{"instances": ["a review", ...]}``) and the model gets the Transform graph's encoder inputs."""
+    raw_key = features.TEXT_KEY if text else features.IMAGE_KEY
+    raw_spec = _raw_spec(tf_transform_output, raw_key=raw_key)
+    serving_spec = {k: v for k, v in raw_spec.items() if k == raw_key}
+    raw_feature_spec = raw_spec[raw_key]
+
+    def model_inputs(transformed: dict):
+        if text:
+            from graft.components.text_preprocessing import ENCODER_INPUT_KEYS
+
+            return {k: tf.cast(transformed[k], tf.int64) for k in ENCODER_INPUT_KEYS}
+        return tf.map_fn(
             lambda s: features.decode_transformed_image(s, height, width),
             tf.reshape(transformed[features.TRANSFORMED_IMAGE_KEY], [-1]),
             fn_output_signature=tf.TensorSpec([height, width, 3], tf.uint8),
         )
-        logits = model(images, training=False)
+
+    def predict(transformed: dict) -> dict:
+        logits = model(model_inputs(transformed), training=False)
         probabilities = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
         index = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
         return {
@@ -110,9 +126,9 @@ def build_signatures(model: tf.keras.Model, tf_transform_output, height: int, wi
             CLASS_NAME: model.class_name_table.lookup(index),
         }
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.IMAGE_KEY)])
-    def serve_image_bytes(image_bytes):
-        raw = {features.IMAGE_KEY: _as_raw_feature(image_bytes, image_spec)}
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=raw_key)])
+    def serve_raw(values):
+        raw = {raw_key: _as_raw_feature(values, raw_feature_spec, raw_key)}
         return predict(model.tft_layer(raw))
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
@@ -126,16 +142,24 @@ def build_signatures(model: tf.keras.Model, tf_transform_output, height: int, wi
         return model.tft_layer(raw)
 
     return {
-        SERVING_DEFAULT: serve_image_bytes.get_concrete_function(),
+        SERVING_DEFAULT: serve_raw.get_concrete_function(),
         SERVING_TF_EXAMPLE: serve_tf_example.get_concrete_function(),
         TRANSFORM_FEATURES: transform_features.get_concrete_function(),
     }
 
 
-def export_model(model: tf.keras.Model, tf_transform_output, export_dir: str, height: int, width: int) -> str:
+def export_model(
+    model: tf.keras.Model,
+    tf_transform_output,
+    export_dir: str,
+    height: int = 0,
+    width: int = 0,
+    *,
+    text=False,
+) -> str:
     """Save ``model`` with the Transform graph, the vocabulary and the three signatures to ``export_dir``."""
     attach_transform(model, tf_transform_output)
-    sigs = build_signatures(model, tf_transform_output, height, width)
+    sigs = build_signatures(model, tf_transform_output, height, width, text=text)
     # include_optimizer=False: the SavedModel serves; it is not a training checkpoint.
     model.save(export_dir, signatures=sigs, include_optimizer=False)
     return export_dir

@@ -9,8 +9,10 @@ Graft's preprocessing SavedModel was built with (:mod:`graft.components.backbone
 token ids equal the module's (tested).
 
 Besides the encoder inputs it emits per-example checks, the ones TFX's BERT example proposed for TFDV:
-``num_cls`` and ``num_sep`` (exactly one each for one segment), ``num_tokens`` (word pieces before truncation) and
-``unk_rate`` ([UNK] / word pieces). :func:`tokenized_checks_schema` states the bounds as a TFDV schema
+``num_cls`` and ``num_sep`` (exactly one each for one segment), ``num_tokens`` (word pieces before truncation),
+``num_unk`` ([UNK] word pieces) and ``unk_rate`` (their ratio, per example). The [UNK] cap is judged on the whole
+split (sum of ``num_unk`` / sum of ``num_tokens``, from Transform's post-transform statistics: graft.components.
+token_gate), not per example: one emoji-only row is not a vocabulary mismatch. :func:`tokenized_checks_schema` states the bounds as a TFDV schema
 (``int_domain`` / ``float_domain``) for ExampleValidator on Transform's output; a high [UNK] rate means the text
 does not match the module's vocabulary (another language or script, or mojibake).
 """
@@ -24,7 +26,10 @@ from graft.components.backbones import text_ops
 
 TEXT_KEY = "text"
 WORD_IDS, MASK, TYPE_IDS = "input_word_ids", "input_mask", "input_type_ids"
-CHECK_KEYS = ("num_cls", "num_sep", "num_tokens", "unk_rate")
+CHECK_KEYS = ("num_cls", "num_sep", "num_tokens", "num_unk", "unk_rate")
+ENCODER_INPUT_KEYS = (WORD_IDS, MASK, TYPE_IDS)
+# What Transform needs of a TextBackboneInfo (its cache key: nothing else changes the token ids).
+TOKENIZER_KEYS = ("task", "vocab_file", "lower_case", "normalization", "seq_length", "pad_id", "unk_id", "cls_id", "sep_id")  # fmt: skip
 DEFAULT_MAX_UNK_RATE = 0.05
 
 
@@ -57,6 +62,7 @@ def text_features(texts, backbone: Any) -> dict:
     out["num_cls"] = tf.reduce_sum(tf.cast(tf.equal(word_ids, ids.cls), tf.int64), axis=1)
     out["num_sep"] = tf.reduce_sum(tf.cast(tf.equal(word_ids, ids.sep), tf.int64), axis=1)
     out["num_tokens"] = num_tokens
+    out["num_unk"] = unk
     out["unk_rate"] = tf.where(num_tokens > 0, tf.cast(unk, tf.float32) / tf.cast(tf.maximum(num_tokens, 1), tf.float32), 0.0)  # fmt: skip
     return out
 

@@ -16,6 +16,11 @@ Given to TFX by dotted path (``run_fn='graft.components.trainer.run_fn'``), with
    is written to ``model_run_dir`` and next to the exported model (the Model artifact's root).
 5. Export: one SavedModel, uint8 -> backbone -> head, with the Transform graph inside (``signatures.py``).
 
+Task text (a TextBackboneInfo in ``custom_config["backbone"]``): the same steps on token ids -- no value range,
+``model.build_text_classifier`` (encoder -> sentence embedding -> head), phase 1 on the cached embeddings (one
+forward pass of the encoder), phase 2 fine-tuning the encoder's top blocks; no augmentation exists for text; the
+export's ``serving_default`` takes raw strings. TF Text's ops are registered first (the Transform graph uses them).
+
 Devices: MirroredStrategy when more than one GPU is visible. Mixed precision per ``train.mixed_precision``
 (:func:`choose_device`): 'auto' is float32 on CPU, and on a GPU too unless the backbone itself computes in
 float16/bfloat16; the log and the history name each part's dtype. ``train.batch_size`` is the global batch.
@@ -172,6 +177,10 @@ def write_history(history: dict, *dirs: str) -> list[str]:
 def _backbone_from_json(text: str):
     from graft.components.backbones import BackboneInfo
 
+    if json.loads(text).get("task") == "text":
+        from graft.components.backbones.text_resolve import TextBackboneInfo
+
+        return TextBackboneInfo.from_json(text)
     return BackboneInfo.from_json(text)
 
 
@@ -202,14 +211,24 @@ def run_fn(fn_args) -> None:
     disable_autograph_for_tf_keras()
     train_cfg, backbone_cfg, backbone = _custom_config(fn_args)
     deadline = started + 60.0 * train_cfg.max_minutes if train_cfg.max_minutes else None
-    value_range, range_source = backbones.effective_value_range(backbone, backbone_cfg.value_range)
-    backbone.value_range = value_range
+    text = getattr(backbone, "task", "image") == "text"
+    if text:  # the Transform graph tokenizes with TF Text ops: registered before it is loaded
+        from graft.components.backbones import text_ops
+
+        text_ops.register_ops()
+        value_range, range_source = None, "text encoder (token ids)"
+        height = width = 0
+    else:
+        value_range, range_source = backbones.effective_value_range(backbone, backbone_cfg.value_range)
+        backbone.value_range = value_range
+        height, width = backbone.height, backbone.width
     tf.keras.utils.set_random_seed(train_cfg.seed)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     class_names = signatures.class_names(tf_transform_output)
     num_classes = len(class_names)
+    build = model_lib.build_text_classifier if text else model_lib.build_classifier
 
-    reader = make_reader(fn_args, tf_transform_output, backbone.height, backbone.width, num_classes)
+    reader = make_reader(fn_args, tf_transform_output, height, width, num_classes, text=text)
 
     def dataset(files, training: bool, shuffle: bool | None = None):
         return reader(
@@ -239,18 +258,18 @@ def run_fn(fn_args) -> None:
         batches = -(-int(counts.sum()) // train_cfg.batch_size)
         train_ds = train_ds.apply(tf.data.experimental.assert_cardinality(batches))
 
-    model = model_lib.build_classifier(backbone, num_classes, train_cfg)
+    model = build(backbone, num_classes, train_cfg)
     device = choose_device(
         train_cfg.mixed_precision, module_compute_dtype(model_lib.backbone_layer(model).resolved_object)
     )
     if device.mixed_precision or device.strategy is not tf.distribute.get_strategy():
         with precision_policy(device.mixed_precision), device.strategy.scope():
-            model = model_lib.build_classifier(backbone, num_classes, train_cfg)
+            model = build(backbone, num_classes, train_cfg)
     logging.info(
         "Graft Trainer: %s; backbone %s (input range %s, %s); %d classes",
         device.description,
         backbone.handle,
-        list(value_range),
+        list(value_range) if value_range else "-",
         range_source,
         num_classes,
     )
@@ -261,6 +280,7 @@ def run_fn(fn_args) -> None:
         value_range=value_range,
         range_source=range_source,
         handle=backbone.handle,
+        text=text,
     )
     cached, estimate, n_train = None, None, int(counts.sum())
     if train_cfg.cache_features:
@@ -288,6 +308,7 @@ def run_fn(fn_args) -> None:
             deadline=deadline,
             phase2_epoch_estimate=estimate,
             n_train=n_train,
+            text=text,
         )
     if cached is not None:
         history["feature_cache"] = {
@@ -300,7 +321,8 @@ def run_fn(fn_args) -> None:
         {
             "device": device.description,
             "backbone": backbone.handle,
-            "value_range": list(value_range),
+            "task": "text" if text else "image",
+            "value_range": list(value_range) if value_range else None,
             "value_range_source": range_source,
             "sanity_check": check,
             "input_reader": reader.kind,
@@ -311,9 +333,7 @@ def run_fn(fn_args) -> None:
             "autograph_tf_keras_disabled": autograph_rules_active(),
         }
     )
-    signatures.export_model(
-        model, tf_transform_output, fn_args.serving_model_dir, backbone.height, backbone.width
-    )
+    signatures.export_model(model, tf_transform_output, fn_args.serving_model_dir, height, width, text=text)
     history["trainer_seconds"] = round(time.monotonic() - started, 3)
     written = write_history(
         history, fn_args.model_run_dir, os.path.dirname(fn_args.serving_model_dir.rstrip("/"))

@@ -1,5 +1,7 @@
 """The Trainer's input: transformed examples -> batches of (uint8 images, int64 labels), label counts, class weights.
 
+Task text: batches of (dict of the encoder's int64 inputs, labels), :func:`text_tfxio_input_fn`, the same reader.
+
 Split from ``trainer.py`` so the reading can change (TFXIO or a plain TFRecord reader) without touching the run.
 :func:`make_reader` is what ``run_fn`` uses: TFX's own reader, TFXIO, through
 ``fn_args.data_accessor.tf_dataset_factory`` as TFX's penguin example does (batched ``parse_example``), or the same
@@ -37,19 +39,22 @@ def _expand(file_patterns: str | Sequence[str]) -> list[str]:
     return files
 
 
-def _parse_spec(tf_transform_output) -> dict:
-    """The transformed feature spec of a TFTransformOutput (or that spec itself, as a mapping)."""
+IMAGE_KEYS = (features.TRANSFORMED_IMAGE_KEY, features.TRANSFORMED_LABEL_KEY)
+
+
+def _parse_spec(tf_transform_output, keys: Sequence[str] = IMAGE_KEYS) -> dict:
+    """The transformed feature spec (of ``keys``) of a TFTransformOutput (or that spec itself, as a mapping)."""
     if isinstance(tf_transform_output, dict):
         spec = tf_transform_output
     else:
         spec = tf_transform_output.transformed_feature_spec()
-    missing = [k for k in (features.TRANSFORMED_IMAGE_KEY, features.TRANSFORMED_LABEL_KEY) if k not in spec]
+    missing = [k for k in keys if k not in spec]
     if missing:
         raise TrainerError(
             f"the Transform output has no feature(s) {missing} (it has {sorted(spec)}): the preprocessing_fn must "
-            f"emit '{features.TRANSFORMED_IMAGE_KEY}' and '{features.TRANSFORMED_LABEL_KEY}' (components/features.py)"
+            f"emit {', '.join(repr(k) for k in keys)} (components/features.py)"
         )
-    return {k: spec[k] for k in (features.TRANSFORMED_IMAGE_KEY, features.TRANSFORMED_LABEL_KEY)}
+    return {k: spec[k] for k in keys}
 
 
 def _label_vector(parsed) -> tf.Tensor:
@@ -116,6 +121,37 @@ def input_fn(
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
+def _tfxio_batches(files, schema, batch_size, shuffle, seed, repeat, shuffle_buffer, dataset_factory):
+    """TFX's reader (``dataset_factory``, else the TFXIO class TFX picks for tf.Examples) -> dicts of batches."""
+    from tfx_bsl.public import tfxio
+
+    options = tfxio.TensorFlowDatasetOptions(
+        batch_size=batch_size,
+        shuffle=shuffle,
+        shuffle_seed=seed,
+        shuffle_buffer_size=shuffle_buffer,
+        num_epochs=None if repeat else 1,
+        # A fixed interleave width: with AUTOTUNE the cycle length (hence the record order) can change between
+        # epochs, and the seed alone must decide the order.
+        reader_num_threads=min(len(files), 8),
+    )
+    if dataset_factory is not None:
+        return dataset_factory(files, options, schema)
+    return tfxio.TFExampleRecord(file_pattern=files, schema=schema).TensorFlowDataset(options)
+
+
+def _checked_labels(batch, num_classes: int) -> tf.Tensor:
+    """The batch's label indices, failing clearly when one is outside [0, num_classes)."""
+    labels = _label_vector(batch)
+    check = tf.debugging.assert_equal(
+        tf.reduce_all(tf.logical_and(labels >= 0, labels < num_classes)),
+        True,
+        message=_LABEL_MESSAGE.format(num_classes=num_classes),
+    )
+    with tf.control_dependencies([check]):
+        return tf.identity(labels)
+
+
 def tfxio_input_fn(
     file_patterns: str | Sequence[str],
     tf_transform_output,
@@ -135,25 +171,10 @@ def tfxio_input_fn(
     ``dataset_factory`` is ``fn_args.data_accessor.tf_dataset_factory`` inside TFX (it knows the artifact's payload
     format); without it (tests, benches) the same TFXIO class TFX picks for tf.Examples reads the files.
     """
-    from tfx_bsl.public import tfxio
-
     files = _expand(file_patterns)
     _parse_spec(tf_transform_output)  # both features present, or a clear error
     schema = tf_transform_output.transformed_metadata.schema
-    options = tfxio.TensorFlowDatasetOptions(
-        batch_size=batch_size,
-        shuffle=shuffle,
-        shuffle_seed=seed,
-        shuffle_buffer_size=shuffle_buffer,
-        num_epochs=None if repeat else 1,
-        # A fixed interleave width: with AUTOTUNE the cycle length (hence the record order) can change between
-        # epochs, and the seed alone must decide the order.
-        reader_num_threads=min(len(files), 8),
-    )
-    if dataset_factory is not None:
-        ds = dataset_factory(files, options, schema)
-    else:
-        ds = tfxio.TFExampleRecord(file_pattern=files, schema=schema).TensorFlowDataset(options)
+    ds = _tfxio_batches(files, schema, batch_size, shuffle, seed, repeat, shuffle_buffer, dataset_factory)
 
     def decode(batch):
         images = tf.map_fn(
@@ -161,21 +182,50 @@ def tfxio_input_fn(
             tf.reshape(batch[features.TRANSFORMED_IMAGE_KEY], [-1]),
             fn_output_signature=tf.TensorSpec([height, width, 3], tf.uint8),
         )
-        labels = _label_vector(batch)
-        check = tf.debugging.assert_equal(
-            tf.reduce_all(tf.logical_and(labels >= 0, labels < num_classes)),
-            True,
-            message=_LABEL_MESSAGE.format(num_classes=num_classes),
-        )
-        with tf.control_dependencies([check]):
-            return images, tf.identity(labels)
+        return images, _checked_labels(batch, num_classes)
 
     return ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
 
 
+def text_tfxio_input_fn(
+    file_patterns: str | Sequence[str],
+    tf_transform_output,
+    batch_size: int,
+    num_classes: int,
+    *,
+    shuffle: bool,
+    seed: int = 42,
+    repeat: bool = False,
+    shuffle_buffer: int = 1024,
+    dataset_factory=None,
+) -> tf.data.Dataset:
+    """Task text: batches of ({input_word_ids, input_mask, input_type_ids}: int64 [B, seq_length], int64 [B]),
+    read by TFXIO as for images (the per-example token checks in the files are not read)."""
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    from graft.components.text_preprocessing import ENCODER_INPUT_KEYS
+
+    files = _expand(file_patterns)
+    keys = (*ENCODER_INPUT_KEYS, features.TRANSFORMED_LABEL_KEY)
+    _parse_spec(tf_transform_output, keys)
+    schema = tf_transform_output.transformed_metadata.schema
+    wanted = schema_pb2.Schema()
+    wanted.CopyFrom(schema)
+    del wanted.feature[:]
+    wanted.feature.extend(f for f in schema.feature if f.name in keys)
+    ds = _tfxio_batches(files, wanted, batch_size, shuffle, seed, repeat, shuffle_buffer, dataset_factory)
+
+    def split(batch):
+        return {k: tf.cast(batch[k], tf.int64) for k in ENCODER_INPUT_KEYS}, _checked_labels(
+            batch, num_classes
+        )
+
+    return ds.map(split, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
+
+
 def label_counts(file_patterns: str | Sequence[str], tf_transform_output, num_classes: int) -> np.ndarray:
     """Examples per class index in the given split (reads only the labels)."""
-    spec = {features.TRANSFORMED_LABEL_KEY: _parse_spec(tf_transform_output)[features.TRANSFORMED_LABEL_KEY]}
+    spec = _parse_spec(tf_transform_output, (features.TRANSFORMED_LABEL_KEY,))
     ds = tf.data.TFRecordDataset(_expand(file_patterns), compression_type="GZIP", num_parallel_reads=4)
     ds = ds.batch(4096).map(lambda r: _label_vector(tf.io.parse_example(r, spec)))
     counts = np.zeros(num_classes, dtype=np.int64)
@@ -216,9 +266,12 @@ def class_weights(setting: str | dict, class_names: Sequence[str], counts: np.nd
 class Reader:
     """``reader(files, batch_size, shuffle=, seed=, repeat=)`` -> dataset of (uint8 images, labels); ``kind`` says how."""
 
-    def __init__(self, tf_transform_output, height: int, width: int, num_classes: int, dataset_factory=None):
+    def __init__(
+        self, tf_transform_output, height: int, width: int, num_classes: int, dataset_factory=None, text=False
+    ):
         self._args = (tf_transform_output, height, width, num_classes)
         self._factory = dataset_factory
+        self._text = bool(text)
         self.kind = (
             "TFXIO (fn_args.data_accessor.tf_dataset_factory)"
             if dataset_factory is not None
@@ -227,6 +280,17 @@ class Reader:
 
     def __call__(self, files, batch_size: int, *, shuffle: bool, seed: int, repeat: bool) -> tf.data.Dataset:
         tft_output, height, width, num_classes = self._args
+        if self._text:
+            return text_tfxio_input_fn(
+                files,
+                tft_output,
+                batch_size,
+                num_classes,
+                shuffle=shuffle,
+                seed=seed,
+                repeat=repeat,
+                dataset_factory=self._factory,
+            )
         return tfxio_input_fn(
             files,
             tft_output,
@@ -241,7 +305,9 @@ class Reader:
         )
 
 
-def make_reader(fn_args, tf_transform_output, height: int, width: int, num_classes: int) -> Reader:
+def make_reader(
+    fn_args, tf_transform_output, height: int, width: int, num_classes: int, text: bool = False
+) -> Reader:
     accessor = getattr(fn_args, "data_accessor", None)
     factory = getattr(accessor, "tf_dataset_factory", None) if accessor is not None else None
-    return Reader(tf_transform_output, height, width, num_classes, factory)
+    return Reader(tf_transform_output, height, width, num_classes, factory, text=text)

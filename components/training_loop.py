@@ -295,10 +295,12 @@ def train_two_phases(
     phase2_epoch_estimate: float | None = None,
     n_train: int | None = None,
     shuffle_features: bool = True,
+    text: bool = False,
 ) -> dict:
     """Phase 1 then (unless it steps aside) phase 2 on ``model``; returns the history record.
 
     ``cached`` = (train Features, val Features) puts phase 1 on cached features; None fits it on ``train_ds``.
+    ``text``: the batches are token ids (the history says so; text has no augmentation).
     """
     strategy = strategy or tf.distribute.get_strategy()
     common = dict(
@@ -334,7 +336,7 @@ def train_two_phases(
             1,
             train_ds,
             val_ds,
-            on="images",
+            on="texts (token ids)" if text else "images",
             epochs=train_cfg.phase1_epochs,
             initial_epoch=0,
             learning_rate=train_cfg.phase1_learning_rate,
@@ -362,7 +364,7 @@ def train_two_phases(
             2,
             train_ds,
             val_ds,
-            on="augmented images",
+            on="texts (token ids)" if text else "augmented images",
             epochs=train_cfg.phase2_epochs,
             initial_epoch=next_epoch,
             learning_rate=schedule,

@@ -99,8 +99,13 @@ class CompileResult:
             ("pushes to", self.serving_dir + "/<version>"),
             (
                 "backbone",
-                f"{self.backbone['path']} ({self.backbone['height']}x{self.backbone['width']}, metadata from "
-                f"{self.backbone['metadata_from']})",
+                f"{self.backbone['path']} ("
+                + (
+                    f"text, seq_length {self.backbone['seq_length']}"
+                    if self.backbone.get("task") == "text"
+                    else f"{self.backbone['height']}x{self.backbone['width']}"
+                )
+                + f", metadata from {self.backbone['metadata_from']})",
             ),
         ]
         text = "\n".join(f"{k + ':':<15}{v}" for k, v in rows)
@@ -153,20 +158,30 @@ def cluster_backbone(
             "gs://BUCKET/hub/tiny_32`; graft_backbone.json travels with it) and set backbone.handle to that gs:// "
             "path, or use a TF Hub URL."
         )
+    from graft.components.backbones.text_resolve import TextBackboneInfo
+    from graft.pipeline import task as task_mod
+
+    text = task_mod.detect_task(cfg) == task_mod.TEXT
+    info_class = TextBackboneInfo if text else bb.BackboneInfo
     if backbone_info is not None:
         if isinstance(backbone_info, dict):
-            info = bb.BackboneInfo.from_dict(dict(backbone_info))
+            info = info_class.from_dict(dict(backbone_info))
         else:
             p = Path(backbone_info)
             try:
-                info = bb.BackboneInfo.from_json(p.read_text(encoding="utf-8"))
+                info = info_class.from_json(p.read_text(encoding="utf-8"))
             except OSError as e:
                 raise CompileError(f"--backbone-info {p}: cannot read it: {e.strerror or e}") from None
             except bb.BackboneError as e:
                 raise CompileError(
                     f"--backbone-info {p}: {e}. Write it with `graft backbone show HANDLE --json`."
                 ) from None
-        size = cfg.backbone.input_size
+        size = None if text else cfg.backbone.input_size
+        if text and info.seq_length != cfg.backbone.seq_length:
+            raise CompileError(
+                f"config key 'backbone.seq_length': {cfg.backbone.seq_length}, but the backbone metadata says "
+                f"{info.seq_length}; set backbone.seq_length to it or describe the preprocessing model built for it"
+            )
         if size is not None and (info.height, info.width) != (size, size):
             raise CompileError(
                 f"config key 'backbone.input_size': {size}, but the backbone metadata says "
@@ -178,7 +193,7 @@ def cluster_backbone(
         info.handle = handle
     else:
         try:
-            info = bb.resolve_backbone(handle, cfg.backbone.input_size)
+            info = task_mod.resolve_backbone_for(cfg)
         except bb.BackboneError as e:
             if not remote:
                 raise
@@ -191,6 +206,8 @@ def cluster_backbone(
         info.path = handle
         info.resolved_path = ""
         info.source = kind
+        if text and bb.handle_kind(info.preprocess_handle) in ("url", "gcs"):
+            info.preprocess_path = info.preprocess_handle
     return info
 
 

@@ -57,6 +57,15 @@ def dag_executor_classes() -> dict[str, str]:
 USER_FUNCTIONS = (
     "graft.components.preprocessing.preprocessing_fn",
     "graft.components.trainer.run_fn",
+    # Task text: the Evaluator's module_path hook (TF Text ops registered before TFMA loads the model).
+    "graft.components.text_eval.custom_eval_shared_model",
+)
+# What only the text DAG's tasks import (its ExampleGen's executor, the token gate, TF Text's ops).
+TEXT_IMPORTS = (
+    "graft.components.text_example_gen.executor.Executor",
+    "graft.components.token_gate.TokenGate",
+    "graft.components.token_gate.stats_options_updater_fn",
+    "tensorflow_text.BertTokenizer",
 )
 
 
@@ -96,7 +105,7 @@ def check(extra_classes: tuple[str, ...] = ()) -> list[str]:
     except Exception as e:  # noqa: BLE001
         classes = ()
         problems.append(f"cannot build Graft's DAG: {type(e).__name__}: {e}")
-    for dotted in (*classes, *extra_classes, *USER_FUNCTIONS):
+    for dotted in (*classes, *extra_classes, *USER_FUNCTIONS, *TEXT_IMPORTS):
         try:
             _import_path(dotted)
         except Exception as e:  # noqa: BLE001

@@ -325,6 +325,10 @@ class GraftConfig:
     # Where runs live: <root>/<name>/{metadata.sqlite, pipeline_root/, serving/}.
     root: str = "graft_runs"
     enable_cache: bool = True
+    # What the run classifies: 'image' or 'text'. 'auto' detects it from the backbone (a text encoder such as
+    # minilm_l6 or a TF Hub BERT-family URL -> text) and the data (.tsv / .csv / .txt -> text; image files ->
+    # image); a contradiction between the two is an error that names both (graft.pipeline.task).
+    task: Literal["auto", "image", "text"] = "auto"
     data: DataConfig = field(default_factory=DataConfig)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     transform: TransformConfig = field(default_factory=TransformConfig)

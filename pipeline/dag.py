@@ -6,6 +6,13 @@
   -> Evaluator (test split, thresholds -> blessing) -> TFLiteExport (edge.variants: converted, scored on the test
   split, gated per variant against the SavedModel) -> Pusher (blessed only, TF Serving layout, TFLite beside)
 
+Task text (``inputs.task``, decided by graft.pipeline.task): TextExampleGen and the text schema instead; the same
+StatisticsGen / ExampleValidator / DataGate; Transform tokenizes with the module's tokenizer (the same
+preprocessing_fn dispatches) and computes post-transform statistics, which a TokenGate checks (one [CLS] / [SEP],
+the [UNK] rate over the data); the Trainer takes its schema from the TokenGate, so it cannot train on text that
+failed. The Evaluator loads the model through graft.components.text_eval (TF Text ops registered first). The
+TFLite export is skipped for text (see ``edge_variants``).
+
 Transform reads its schema from the gate's ``validated_schema`` output: it cannot run unless the gate passed, on
 LocalDagRunner and KubeflowV2DagRunner alike. Transform's analyzer-cache resolver is deliberately not wired (it
 changes Transform's inputs on every run, so an unchanged rerun would re-run Transform).
@@ -27,6 +34,8 @@ from graft.pipeline.dag_inputs import DagInputs
 
 PREPROCESSING_FN = "graft.components.preprocessing.preprocessing_fn"
 RUN_FN = "graft.components.trainer.run_fn"
+# Task text: Transform's statistics restricted to the TokenGate's features (graft.components.token_gate).
+STATS_OPTIONS_UPDATER_FN = "graft.components.token_gate.stats_options_updater_fn"
 BASELINE_RESOLVER_ID = "latest_blessed_model_resolver"
 
 # TFX's Beam executors (ExampleGen, StatisticsGen, Transform, Evaluator) each copy the whole TFX install (48 MB) to a
@@ -82,11 +91,21 @@ def transform_custom_config(config: GraftConfig, backbone_info: Any) -> dict[str
     ``backbone`` holds the backbone's input size only (the transformed images depend on nothing else, so a
     same-size backbone swap or a train.* change keeps Transform cached).
     """
+    import dataclasses
+
+    from graft.components.text_preprocessing import TOKENIZER_KEYS
+
     reduced = GraftConfig()
-    reduced.transform = config.transform
+    # transform.max_unk_rate is the TokenGate's, not preprocessing_fn's: its default here keeps Transform cached.
+    reduced.transform = dataclasses.replace(config.transform, max_unk_rate=reduced.transform.max_unk_rate)
     reduced.data.classes = list(config.data.classes)
     b = _backbone_dict(backbone_info)
-    backbone = {k: b[k] for k in ("height", "width", "channels") if k in b}
+    if (
+        b.get("task") == "text"
+    ):  # the tokenizer's facts (vocabulary, casing, length, special ids) and nothing else
+        backbone = {k: b[k] for k in TOKENIZER_KEYS if k in b}
+    else:
+        backbone = {k: b[k] for k in ("height", "width", "channels") if k in b}
     return {"graft_config": reduced.to_json(), "backbone": json.dumps(backbone, sort_keys=True)}
 
 
@@ -105,6 +124,28 @@ def trainer_custom_config(config: GraftConfig, backbone_info: Any) -> dict[str, 
         effective_value_range(backbone_info, config.backbone.value_range)
     b = _backbone_dict(backbone_info)
     return {"graft_config": reduced.to_json(), "backbone": json.dumps(b, sort_keys=True)}
+
+
+# Why TFLite is not built for text: the served graph tokenizes with TF Text ops (WordPiece, normalisation), which
+# TFLite's builtin op set lacks (TF Text's TFLite kernels are a separate, C++-registered library), and the encoder's
+# variable-length attention has no int8 calibration path here. Not converted rather than converted badly.
+TEXT_TFLITE_SKIPPED = (
+    "TFLite export skipped for task text: the model tokenizes with TF Text ops that TFLite's builtin ops lack"
+)
+
+
+def edge_variants(config: GraftConfig, task: str) -> list[str]:
+    """The TFLite variants to build: ``edge.variants``, or none for text (an explicit list is then an error)."""
+    if task != "text":
+        return list(config.edge.variants)
+    from graft.components.edge.config import EdgeConfig
+
+    if list(config.edge.variants) != list(EdgeConfig().variants) and config.edge.variants:
+        raise ConfigError(
+            f"config key 'edge.variants': {list(config.edge.variants)} cannot be built for task text (the model "
+            "tokenizes with TF Text ops that TFLite's builtin ops lack); set edge.variants: [] for text"
+        )
+    return []
 
 
 def create_pipeline(
@@ -143,7 +184,25 @@ def create_pipeline(
 
     # ---- data in -------------------------------------------------------------------------------------------------
     class_names = inputs.class_names
-    example_gen = ImageExampleGen.from_layout(inputs.layout, config.data)
+    text = inputs.task == "text"
+    if text:
+        from graft.components.text_example_gen.component import TextExampleGen
+
+        example_gen = TextExampleGen.from_layout(
+            inputs.layout,
+            fractions={
+                features.TRAIN_SPLIT: config.data.train_fraction,
+                features.VAL_SPLIT: config.data.val_fraction,
+                features.TEST_SPLIT: config.data.test_fraction,
+            },
+            max_bad_fraction=config.data.max_bad_fraction,
+            data_path=config.data.path,
+            text_column=config.data.text_column,
+            label_column=config.data.label_column,
+            max_text_bytes=config.data.max_text_bytes,
+        )
+    else:
+        example_gen = ImageExampleGen.from_layout(inputs.layout, config.data)
     schema_gen = data_gate.CuratedSchemaGen(
         examples=example_gen.outputs["examples"], schema_text=inputs.schema_text, classes_json=classes_json
     )
@@ -174,15 +233,30 @@ def create_pipeline(
             analyze=[features.TRAIN_SPLIT], transform=list(features.SPLITS)
         ),
         custom_config=transform_custom_config(config, backbone_info),
-        # StatisticsGen already describes the raw data; statistics of serialized uint8 tensors tell nobody anything.
-        disable_statistics=True,
+        # Images: StatisticsGen already describes the raw data; statistics of serialized uint8 tensors tell nobody
+        # anything. Text: the token checks (num_cls, num_sep, num_tokens, num_unk) are read by the TokenGate.
+        disable_statistics=not text,
+        stats_options_updater_fn=STATS_OPTIONS_UPDATER_FN if text else None,
     )
+    trainer_schema = gate.outputs["validated_schema"]
+    token_gate = None
+    if text:
+        from graft.components.token_gate import TokenGate
+
+        b = _backbone_dict(backbone_info)
+        token_gate = TokenGate(
+            statistics=transform.outputs["post_transform_stats"],
+            schema=gate.outputs["validated_schema"],
+            max_unk_rate=config.transform.max_unk_rate,
+            vocabulary=f"{b.get('vocab_file')}, lower case {b.get('lower_case')}",
+        )
+        trainer_schema = token_gate.outputs["validated_schema"]
     # ---- Trainer: phase 1 frozen backbone + new head, phase 2 fine-tune the top of the backbone ------------------
     trainer = Trainer(
         run_fn=RUN_FN,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
-        schema=gate.outputs["validated_schema"],
+        schema=trainer_schema,  # text: the TokenGate's output, so a failed token check stops the Trainer
         train_args=trainer_pb2.TrainArgs(splits=[features.TRAIN_SPLIT]),
         eval_args=trainer_pb2.EvalArgs(splits=[features.VAL_SPLIT]),
         custom_config=trainer_custom_config(config, backbone_info),
@@ -209,10 +283,12 @@ def create_pipeline(
         baseline_model=baseline.outputs["model"],
         example_splits=[features.TEST_SPLIT],
         eval_config=evaluation.build_eval_config(config.evaluation, class_names),
+        # Text: the model's signatures hold TF Text ops; this hook registers them before TFMA loads it.
+        module_path="graft.components.text_eval" if text else None,
     )
     # ---- Edge: TFLite variants of the trained model, scored on the test split, gated per variant ------------------
     tflite_export = None
-    if config.edge.variants:
+    if edge_variants(config, inputs.task):
         from graft.components.edge.component import TFLiteExport
 
         b = _backbone_dict(backbone_info)
@@ -246,6 +322,7 @@ def create_pipeline(
         example_validator,
         gate,
         transform,
+        *([token_gate] if token_gate else []),
         trainer,
         baseline,
         evaluator,

@@ -23,20 +23,25 @@ from graft.pipeline.config import ConfigError, GraftConfig
 
 @dataclasses.dataclass(frozen=True)
 class DagInputs:
-    layout: Any  # graft.components.image_example_gen.layout.DataLayout
+    layout: Any  # image_example_gen.layout.DataLayout, or text_example_gen.layout.TextDataLayout (task text)
     # The class list when known at build time (configured, or the class folders); None: unknown until the run.
     class_names: list[str] | None
     schema_text: str
+    task: str = "image"  # graft.pipeline.task: 'image' or 'text'
 
 
 def declares_layout(config: GraftConfig) -> bool:
     """Whether the config alone says the data layout (then ``resolve(config, read_data=False)`` works)."""
     from graft.components.image_example_gen.layout import declared_layout
+    from graft.components.text_example_gen.layout import declared_text_layout
+    from graft.pipeline import task as task_mod
 
+    if task_mod.detect_task(config) == task_mod.TEXT:
+        return declared_text_layout(config.data.path) is not None
     return declared_layout(config.data) is not None
 
 
-def resolve(config: GraftConfig, read_data: bool = True) -> DagInputs:
+def resolve(config: GraftConfig, read_data: bool = True, task: str | None = None) -> DagInputs:
     """The layout, the class list and the schema text for ``config``.
 
     ``read_data=True`` (``graft run``): the data location is looked at (it must exist; spans, forms and class
@@ -44,7 +49,11 @@ def resolve(config: GraftConfig, read_data: bool = True) -> DagInputs:
     is touched; the config must declare the layout (a ConfigError says what to set) and the class list is
     data.classes or unknown."""
     from graft.components.image_example_gen.layout import declared_layout, detect_layout
+    from graft.pipeline import task as task_mod
 
+    task = task or task_mod.detect_task(config)
+    if task == task_mod.TEXT:
+        return _resolve_text(config, read_data)
     if read_data:
         layout = detect_layout(config.data)
     else:
@@ -71,11 +80,35 @@ def resolve(config: GraftConfig, read_data: bool = True) -> DagInputs:
     return DagInputs(layout=layout, class_names=class_names, schema_text=schema_text(config))
 
 
-def schema_text(config: GraftConfig) -> str:
+def _resolve_text(config: GraftConfig, read_data: bool) -> DagInputs:
+    """Task text: the text layout (text_example_gen.layout), the class list if configured, the text schema."""
+    from graft.components.text_example_gen.layout import (
+        TextLayoutError,
+        declared_text_layout,
+        detect_text_layout,
+    )
+
+    if not read_data:
+        layout = declared_text_layout(config.data.path)
+        if layout is None:
+            raise ConfigError(
+                "config key 'data.path': building a text DAG without reading the data needs the layout named by the "
+                "path: one .csv / .tsv manifest file, or a glob of *.tfrecord* files"
+            )
+    else:
+        try:
+            layout = detect_text_layout(config.data.path)
+        except TextLayoutError as e:
+            raise ConfigError(f"config key 'data.path': {e}") from None
+    classes = list(config.data.classes) or None
+    return DagInputs(layout=layout, class_names=classes, schema_text=schema_text(config, "text"), task="text")
+
+
+def schema_text(config: GraftConfig, task: str = "image") -> str:
     """The curated schema's text: data.schema_path, or the committed one. Validated here, at build time."""
     from graft.components import data_gate
 
-    path = config.data.schema_path or data_gate.default_schema_path()
+    path = config.data.schema_path or data_gate.default_schema_path(task)
     try:
         with open(os.path.expanduser(path), encoding="utf-8") as f:
             text = f.read()

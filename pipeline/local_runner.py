@@ -230,10 +230,13 @@ def run_pipeline(cfg: GraftConfig, quiet: bool = False, verbose: bool = False):
         for line in recovery.close_abandoned_executions(cfg):
             if not quiet:
                 print(line, file=sys.stderr, flush=True)
-        from graft.components.backbones import resolve_backbone
+        from graft.pipeline import task as task_mod
 
-        backbone = resolve_backbone(cfg.backbone.handle, cfg.backbone.input_size)
-        pipeline = dag.create_pipeline(cfg, backbone, dag_inputs.resolve(cfg))
+        task = task_mod.detect_task(cfg)
+        backbone = task_mod.resolve_backbone_for(cfg, task)
+        pipeline = dag.create_pipeline(cfg, backbone, dag_inputs.resolve(cfg, task=task))
+        if task == task_mod.TEXT and cfg.edge.variants and not dag.edge_variants(cfg, task) and not quiet:
+            print(f"[graft] {dag.TEXT_TFLITE_SKIPPED}", file=sys.stderr, flush=True)
 
         from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 

@@ -1,4 +1,5 @@
-"""`graft predict`: classify image files with a pushed model through its `serving_default` signature."""
+"""`graft predict`: classify image files (or texts, for a text model) with a pushed model through its
+`serving_default` signature."""
 
 from __future__ import annotations
 
@@ -51,6 +52,23 @@ def predict_files(model_dir: str | Path, images: list[str]) -> list[dict]:
         {"image": path, **a, "model_version": version_dir.name}
         for path, a in zip(images, answers, strict=True)
     ]
+
+
+def predict_texts(model_dir: str | Path, texts: list[str]) -> list[dict]:
+    """Task text: raw strings through the pushed model's ``serving_default`` (``text``: tf.string [None])."""
+    import tensorflow as tf
+
+    import graft  # noqa: F401
+    from graft.components.backbones import text_ops
+
+    version_dir = resolve_version_dir(model_dir)
+    text_ops.register_ops()  # the served graph tokenizes with TF Text ops
+    model = tf.saved_model.load(str(version_dir))
+    fn = model.signatures.get("serving_default")
+    if fn is None or "text" not in fn.structured_input_signature[1]:
+        raise PredictError(f"{version_dir} is not a Graft text model (its serving_default takes no 'text')")
+    out = fn(text=tf.constant(texts))
+    return [{"text": t, **_answer(out, i), "model_version": version_dir.name} for i, t in enumerate(texts)]
 
 
 def _answer(out, i: int) -> dict:

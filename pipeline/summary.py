@@ -38,7 +38,10 @@ def render(s: RunSummary, cfg: GraftConfig, report_path: str | None = None) -> s
             )
         elif s.pushed and s.pushed_path:
             lines.append(f"[graft] blessed and pushed: {s.pushed_path} (version {s.pushed_version})")
-            lines.append(f"[graft] query it:  graft predict --model {cfg.serving_model_dir} IMAGE...")
+            what = (
+                "--text 'a sentence'" if "TextExampleGen" in {e.node_id for e in s.executions} else "IMAGE..."
+            )
+            lines.append(f"[graft] query it:  graft predict --model {cfg.serving_model_dir} {what}")
             lines.append(
                 "[graft] or serve it: docker run -p 8501:8501 "
                 f"-v {cfg.serving_model_dir}:/models/{cfg.push.model_name} -e MODEL_NAME={cfg.push.model_name} "

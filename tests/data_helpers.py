@@ -183,3 +183,42 @@ def make_shapes(root: Path, per_class: int = 20, seed: int = 0) -> None:
             else:
                 draw.polygon([(x, y + s), (x + s, y + s), (x + s // 2, y)], fill=c)
             im.save(d / f"{i:03d}.{'png' if i % 2 else 'jpg'}")
+
+
+# Text components of a text run's DAG (task text: graft.pipeline.dag), in the order they run; no TFLiteExport.
+TEXT_NODES = (
+    "TextExampleGen",
+    "StatisticsGen",
+    "CuratedSchemaGen",
+    "ExampleValidator",
+    "DataGate",
+    "Transform",
+    "TokenGate",
+    "Trainer",
+    "latest_blessed_model_resolver",
+    "Evaluator",
+    "Pusher",
+)
+
+
+def imdb_reviews() -> list[tuple[str, str]]:
+    """The 100 labelled IMDB reviews TFX ships (tfx/examples/imdb/data), as (text, 'negative' | 'positive')."""
+    import csv
+    import importlib.util
+
+    spec = importlib.util.find_spec("tfx")
+    path = Path(next(iter(spec.submodule_search_locations))) / "examples/imdb/data/imdb_small_with_labels.txt"
+    with open(path, newline="", encoding="utf-8") as f:
+        return [(r["text"], "positive" if r["label"] == "1" else "negative") for r in csv.DictReader(f)]
+
+
+def make_imdb_tsv(root: Path, n_test: int = 20) -> list[tuple[str, str]]:
+    """GLUE form: root/train.tsv + root/test.tsv (header sentence<TAB>label, no quoting: GLUE's TSVs are unquoted
+    and the text ExampleGen reads TSV that way) from the IMDB reviews, whitespace runs (tabs, newlines) folded to
+    one space; the last ``n_test`` are the test split. Returns the test rows as written."""
+    rows = [(" ".join(t.split()), label) for t, label in imdb_reviews()]
+    root.mkdir(parents=True, exist_ok=True)
+    for name, part in (("train", rows[:-n_test]), ("test", rows[-n_test:])):
+        lines = ["sentence\tlabel", *(f"{t}\t{label}" for t, label in part)]
+        (root / f"{name}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return rows[-n_test:]

@@ -132,7 +132,13 @@ def pack_inputs(segments, seq_length: int, ids: SpecialIds):
     budget = seq_length - 1 - len(flat)  # [CLS] + one [SEP] per segment
     if budget < 1:
         raise ValueError(f"seq_length {seq_length} leaves no room for tokens")
-    trimmed = text.RoundRobinTrimmer(max_seq_length=budget).trim(flat)
+    # One segment: round-robin trimming is truncation, written with core ragged ops so that the served graph needs
+    # only the TF Text ops stock TF Serving links (its TF Text 2.12.1 lacks 'TFText>RoundRobinTrim':
+    # tensorflow/serving#2267, #4057). Two segments: TF Text's trimmer.
+    if len(flat) == 1:
+        trimmed = [flat[0][:, :budget]]
+    else:
+        trimmed = text.RoundRobinTrimmer(max_seq_length=budget).trim(flat)
     word_ids, type_ids = text.combine_segments(
         trimmed, start_of_sequence_id=ids.cls, end_of_segment_id=ids.sep
     )

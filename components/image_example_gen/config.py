@@ -1,4 +1,4 @@
-"""The ``data`` section: where the images are, how they are split, what counts as bad data.
+"""The ``data`` section: where the images (or texts) are, how they are split, what counts as bad data.
 
 Owned by the ExampleGen (it reads every key; the DataGate and the schema reader read a few). No TensorFlow:
 the assembled config (graft.pipeline.config) and the CLI's ``--help`` import it.
@@ -41,6 +41,12 @@ class DataConfig:
     # Folders (or gs:// prefixes) outside a CSV manifest's own folder that its rows may point into. Empty: every
     # row must point inside the manifest's folder (a row such as ../elsewhere/x.jpg is a bad row, listed).
     allowed_roots: list[str] = field(default_factory=list)
+    # Text data (task text; read by the text ExampleGen): the manifest columns holding the text and the label.
+    # Empty: found by header name (text / sentence / review ..., label / class ...), else the GLUE order.
+    text_column: str = ""
+    label_column: str = ""
+    # A text row longer than this (UTF-8 bytes) is quarantined as a bad row (listed with its reason).
+    max_text_bytes: int = 100_000
 
     def validate(self) -> None:
         for k in ("train_fraction", "val_fraction", "test_fraction"):
@@ -55,6 +61,7 @@ class DataConfig:
         _check(0.0 <= self.max_bad_fraction <= 1.0, "data.max_bad_fraction", "must be between 0 and 1")
         _check(self.min_train_examples_per_class >= 1, "data.min_train_examples_per_class", "must be >= 1")
         _check(self.max_image_pixels >= 1, "data.max_image_pixels", "must be >= 1")
+        _check(self.max_text_bytes >= 1, "data.max_text_bytes", "must be >= 1")
         _check(len(set(self.classes)) == len(self.classes), "data.classes", "class names must be unique")
         _check(
             not self.schema_path or self.schema_path.endswith(".pbtxt"),

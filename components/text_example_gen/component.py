@@ -47,6 +47,9 @@ class TextExampleGen(FileBasedExampleGen):
             "label_column": label_column,
             "data_path": data_path or data_layout.input_base,
         }
+        carve = data_layout.carve(fractions)
+        if carve:  # only then: a val fraction change must not re-run ExampleGen on fully split data
+            settings["carve"] = carve
         return cls(
             input_base=data_layout.input_base,
             input_config=data_layout.input_config(),

@@ -155,6 +155,12 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         examples_list = output_dict[standard_component_specs.EXAMPLES_KEY]
         artifact = artifact_utils.get_single_instance(examples_list)
         split_names = utils.generate_output_split_names(input_config, output_config)
+        # [[split, hash buckets], ...] of train when the data has no val (and/or test): carved out of train.
+        carve = [(str(name), int(b)) for name, b in settings.get("carve") or []]
+        split_names += [name for name, _ in carve if name not in split_names]
+        split_names = [s for s in ("train", "val", "test") if s in split_names] + [
+            s for s in split_names if s not in ("train", "val", "test")
+        ]
         artifact.split_names = artifact_utils.encode_split_names(split_names)
         work = os.path.join(artifact.uri, _WORK_DIR)
         image_executor._makedirs(work)  # noqa: SLF001
@@ -174,6 +180,13 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
                 examples, bad = pipeline | f"Read[{s.name}]" >> _ReadSplit(settings, input_base, s.pattern)  # pylint: disable=no-value-for-parameter
                 splits[s.name] = examples
                 bads.append(bad)
+        if carve:
+            carve_config = example_gen_pb2.SplitConfig(
+                splits=[example_gen_pb2.SplitConfig.Split(name=n, hash_buckets=b) for n, b in carve],
+                partition_feature_name=rows.SOURCE_KEY,
+            )
+            parts = image_executor._partition(splits["train"], "CarveTrainBySourceHash", carve_config)  # noqa: SLF001
+            splits.update({name: parts[i] for i, (name, _) in enumerate(carve)})
         image_executor.write_splits_and_counts(
             splits,
             bads,

@@ -60,6 +60,22 @@ class TextDataLayout:
             splits=[example_gen_pb2.Input.Split(name=n, pattern=p) for n, p in self.patterns.items()]
         )
 
+    def carve(self, fractions: dict[str, float]) -> list[list]:
+        """[[split, hash buckets], ...] partitioning train when a pre-split form lacks val (and/or test); [] else.
+
+        As for images: with train and test, val is ``fractions['val']`` of train (stable hash of ``source``) and
+        train keeps the rest; with train only, train is split by all three fractions. test is never touched."""
+        if self.form in HASH_SPLIT_FORMS:
+            return []
+        missing = [s for s in ("train", "val", "test") if s not in self.patterns]
+        if not missing or "train" in missing:
+            return []
+        buckets = {n: max(1, round(f * BUCKET_RESOLUTION)) for n, f in fractions.items()}
+        if len(missing) == 2:
+            return [[s, buckets[s]] for s in ("train", "val", "test")]
+        carved = buckets[missing[0]]
+        return [["train", BUCKET_RESOLUTION - carved], [missing[0], carved]]
+
     def output_config(self, fractions: dict[str, float]):
         """Hash split on ``source`` for single-split forms (``fractions``: train / val / test); else kept."""
         from tfx.proto import example_gen_pb2
@@ -116,6 +132,18 @@ def _form_of_dir(root: str) -> tuple[str, dict[str, str]]:
         return "manifest", {SINGLE_SPLIT: single[0]}
     found = ", ".join(sorted(n for n, _ in entries)[:10]) or "nothing"
     raise TextLayoutError(f"no text data in {files.display(root)} (it holds: {found}). {LAYOUT_HELP}")
+
+
+def declared_text_layout(path: str) -> TextDataLayout | None:
+    """The layout a path names by itself, without listing anything (a compile that must not read the data): one
+    ``.csv`` / ``.tsv`` manifest file, or a glob of ``*.tfrecord*`` files. None otherwise."""
+    path = (path or "").rstrip("/")
+    base, name = path.rsplit("/", 1) if "/" in path else ("", path)
+    if _is_manifest(name) and not any(c in name for c in "*?["):
+        return TextDataLayout("manifest", base, {SINGLE_SPLIT: name})
+    if ".tfrecord" in name.lower() and any(c in name for c in "*?["):
+        return TextDataLayout("tfrecord", base, {SINGLE_SPLIT: name})
+    return None
 
 
 def detect_text_layout(path: str) -> TextDataLayout:

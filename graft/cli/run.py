@@ -145,16 +145,24 @@ def _run_flags(root, no_cache, **more) -> dict:
 @click.option(
     "--data",
     default=None,
-    help="data.path: class folders, pre-split tree, span-N folders, CSV or TFRecords (or data.path in --config).",
+    help="data.path: class folders, pre-split tree, span-N folders, CSV or TFRecords; for text also train.tsv + "
+    "test.tsv folders, a TSV/CSV manifest, class folders of .txt (or data.path in --config).",
 )
 @click.option(
     "--backbone",
     default=None,
-    help="backbone.handle: TF Hub URL, gs:// path, local SavedModel dir, or an offline name (or in --config).",
+    help="backbone.handle: TF Hub URL, gs:// path, local SavedModel dir, or an offline name: mobilenet_v1_imagenet, "
+    "tiny, minilm_l6 (text) (or in --config).",
+)
+@click.option(
+    "--task",
+    type=click.Choice(["auto", "image", "text"]),
+    default=None,
+    help="task: image or text classification (default auto: from the backbone and the data).",
 )
 @_common_run_options
-def run(data, backbone, root, config_file, overrides, no_cache, quiet, verbose, no_report, as_json):
-    """Run the whole pipeline on your images with LocalDagRunner.
+def run(data, backbone, task, root, config_file, overrides, no_cache, quiet, verbose, no_report, as_json):
+    """Run the whole pipeline on your images or texts with LocalDagRunner.
 
     Exit codes: 0 completed (pushed, or not blessed: both said plainly), 1 failed, 2 usage/config error,
     3 stopped by data validation.
@@ -162,7 +170,7 @@ def run(data, backbone, root, config_file, overrides, no_cache, quiet, verbose, 
     cfg = _load(
         config_file,
         overrides,
-        flags=_run_flags(root, no_cache, **{"data.path": data, "backbone.handle": backbone}),
+        flags=_run_flags(root, no_cache, **{"data.path": data, "backbone.handle": backbone, "task": task}),
     )
     missing = [
         f"{flag} (or {key} in --config / --set)"

@@ -58,9 +58,17 @@ def config_show(config_file, overrides):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
 @click.option("--tflite", is_flag=True, help="Use a pushed TFLite variant in the TFLite interpreter.")
 @click.option("--tflite-variant", default=None, help="int8, float16, ... (implies --tflite; default int8).")
-@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-def predict(model_dir, as_json, tflite, tflite_variant, images):
-    """Print the predicted class and its probability for each IMAGE, using a pushed model.
+@click.option("--text", "texts", multiple=True, help="A text to classify (a text model; repeatable).")
+@click.option(
+    "--text-file",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="A file of texts to classify, one per line (a text model).",
+)
+@click.argument("images", nargs=-1, type=click.Path(exists=True, dir_okay=False))
+def predict(model_dir, as_json, tflite, tflite_variant, texts, text_file, images):
+    """Print the predicted class and its probability for each IMAGE (or --text / --text-file line, for a text
+    model), using a pushed model.
 
     An unreadable IMAGE is named with the reason (in --json: an "error" field) and the others are still answered;
     the exit code is then 3."""
@@ -68,7 +76,22 @@ def predict(model_dir, as_json, tflite, tflite_variant, images):
 
     from graft.pipeline import predict as predict_mod
 
+    lines = list(texts)
+    if text_file:
+        with open(text_file, encoding="utf-8") as f:
+            lines += [line.rstrip("\n") for line in f if line.strip()]
+    if not lines and not images:
+        click.echo("graft: predict needs IMAGE files, or --text / --text-file for a text model", err=True)
+        sys.exit(EXIT_USAGE)
     try:
+        if lines:
+            for r in predict_mod.predict_texts(model_dir, lines):
+                click.echo(
+                    json.dumps(r)
+                    if as_json
+                    else f"{r['class_name']}\t{r['probability']:.4f}\t{r['text'][:80]}"
+                )
+            return
         if tflite or tflite_variant:  # edge export (components/edge)
             results = predict_mod.predict_files_tflite(model_dir, list(images), tflite_variant)
         else:

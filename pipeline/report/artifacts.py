@@ -102,6 +102,40 @@ def sample_images(
     return out
 
 
+def sample_texts(
+    transformed_uri: str,
+    graph_uri: str | None,
+    class_names: list[str],
+    per_class: int = 2,
+    split: str = "train",
+) -> dict[str, list[list[str]]]:
+    """Task text: up to ``per_class`` train examples per class as the model sees them, their word pieces (the
+    transformed ``input_word_ids`` without padding, mapped back through the vocabulary asset of the Transform graph)."""
+    import tensorflow as tf
+
+    vocab_files = sorted(
+        p for p in Path(graph_uri or "").glob("transform_fn/assets/*") if "label_vocab" not in p.name
+    )
+    if not vocab_files:
+        return {}
+    vocab = vocab_files[0].read_text(encoding="utf-8").splitlines()
+    out: dict[str, list[list[str]]] = {c: [] for c in class_names[:MAX_SAMPLE_CLASSES]}
+    files = sorted(Path(transformed_uri).glob(f"Split-{split}/*.gz"))
+    for seen, raw in enumerate(tf.data.TFRecordDataset([str(f) for f in files], compression_type="GZIP")):
+        if seen >= MAX_SAMPLE_RECORDS or all(len(v) >= per_class for v in out.values()):
+            break
+        feats = tf.train.Example.FromString(raw.numpy()).features.feature
+        label = feats["label_index"].int64_list.value
+        name = class_names[label[0]] if label and 0 <= label[0] < len(class_names) else None
+        if name not in out or len(out[name]) >= per_class:
+            continue
+        ids, mask = feats["input_word_ids"].int64_list.value, feats["input_mask"].int64_list.value
+        out[name].append(
+            [vocab[i] if 0 <= i < len(vocab) else "?" for i, m in zip(ids, mask, strict=False) if m]
+        )
+    return out
+
+
 def read_statistics(stats_uri: str | None) -> dict[str, Any]:
     """{split: DatasetFeatureStatistics} from StatisticsGen's FeatureStats.pb files."""
     if not stats_uri:

@@ -13,6 +13,7 @@ from graft.pipeline.report.artifacts import (
     read_anomaly_rows,
     read_statistics,
     sample_images,
+    sample_texts,
 )
 from graft.pipeline.report.markup import _table, _td, esc
 from graft.pipeline.report.plots import plot_class_counts, plot_samples
@@ -209,8 +210,33 @@ class DataSections:
         )
         return True
 
+    def text_samples(self, uri: str) -> str:
+        """Task text: sample train texts as word pieces (what the encoder reads), two per class."""
+        title = "Sample texts"
+        try:
+            samples = sample_texts(
+                uri, self.s.outputs.get("Transform.transform_graph"), self.s.class_names or self.classes
+            )
+        except Exception as e:  # noqa: BLE001 - one unreadable section must not sink the report
+            return self.section("samples", title, f"<p class='fail'>Could not read samples: {esc(e)}</p>")
+        rows = "".join(
+            f"<tr><td>{esc(c)}</td><td><code>{esc(' '.join(p))}</code></td></tr>"
+            for c, ps in samples.items()
+            for p in ps
+        )
+        if not rows:
+            return self.section("samples", title, "<p class='muted'>No transformed train texts found.</p>")
+        body = (
+            "<p>Train texts as the model sees them: Transform's token ids mapped back to the module's word pieces "
+            "([CLS] ... [SEP], truncated to the sequence length, padding left out). Two per class.</p>"
+            f"<table><tr><th>class</th><th>word pieces</th></tr>{rows}</table>"
+        )
+        return self.section("samples", title, body)
+
     def samples(self) -> str:
         uri = self.s.outputs.get("Transform.transformed_examples")
+        if uri and "TextExampleGen.examples" in self.s.outputs:
+            return self.text_samples(uri)
         if not uri:
             return self.section(
                 "samples", "Sample images", self.not_reached("Transform", "transformed images")

@@ -145,11 +145,14 @@ def test_glue_split_folder_keeps_its_splits(tmp_path):
     write_tsv(glue / "train.tsv", items[:70])
     write_tsv(glue / "test.tsv", items[70:])
     uri, props, rep = run_text_example_gen(tmp_path, glue)
-    train, test = read_split(uri, "train"), read_split(uri, "test")
-    assert (len(train), len(test)) == (70, 30)
-    assert sorted(ex["source"] for ex in test)[0].startswith(b"test.tsv:")
-    assert {ex["text"].decode() for ex in train} == {t.strip() for t, _ in items[:70]}
-    assert rep["counts"]["train"] == {"0": sum(1 for _, lab in items[:70] if lab == "0"), "1": sum(1 for _, lab in items[:70] if lab == "1")}  # fmt: skip
+    train, val, test = read_split(uri, "train"), read_split(uri, "val"), read_split(uri, "test")
+    # No dev.tsv: val is carved out of train.tsv (data.val_fraction, stable hash of source); test.tsv untouched.
+    assert len(train) + len(val) == 70 and len(test) == 30 and 0 < len(val) < 20
+    assert all(ex["source"].startswith(b"test.tsv:") for ex in test)
+    assert all(ex["source"].startswith(b"train.tsv:") for ex in val)
+    assert {ex["text"].decode() for ex in train + val} == {t.strip() for t, _ in items[:70]}
+    counts = {s: sum(rep["counts"][s].values()) for s in ("train", "val", "test")}
+    assert counts == {"train": len(train), "val": len(val), "test": 30}
     assert rep["num_skipped"] == 0 and props[report_mod.PROP_NUM_EXAMPLES] == 100
 
 
@@ -205,3 +208,13 @@ def test_tfrecords_with_a_text_feature(tmp_path):
         for s in ("train", "val", "test")
         for ex in read_split(uri, s)
     )
+
+
+def test_split_forms_without_val_carve_it_from_train():
+    glue = layout.TextDataLayout("split_manifests", "/d", {"train": "train.tsv", "test": "test.tsv"})
+    assert glue.carve(FRACTIONS) == [["train", 1000 - round(FRACTIONS["val"] * 1000)], ["val", round(FRACTIONS["val"] * 1000)]]  # fmt: skip
+    full = layout.TextDataLayout("split_manifests", "/d", {"train": "a", "val": "b", "test": "c"})
+    single = layout.TextDataLayout("manifest", "/d", {"single_split": "all.tsv"})
+    assert full.carve(FRACTIONS) == [] and single.carve(FRACTIONS) == []
+    assert layout.declared_text_layout("gs://b/reviews.tsv").patterns == {"single_split": "reviews.tsv"}
+    assert layout.declared_text_layout("gs://b/data/") is None

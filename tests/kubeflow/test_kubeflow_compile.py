@@ -189,6 +189,7 @@ def test_user_functions_travel_by_dotted_path_not_module_file(compiled):
     assert set(kimage.USER_FUNCTIONS) == {
         "graft.components.preprocessing.preprocessing_fn",
         "graft.components.trainer.run_fn",
+        "graft.components.text_eval.custom_eval_shared_model",
     }
 
 
