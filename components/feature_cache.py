@@ -63,7 +63,8 @@ def feature_extractor(model: tf.keras.Model) -> tf.keras.Model:
 
 def extract(extractor: tf.keras.Model, dataset: tf.data.Dataset) -> Features:
     """One forward pass (inference mode: no augmentation, BatchNorm statistics) over ``dataset`` (images, labels)."""
-    step = tf.function(lambda images: extractor(images, training=False))
+    # reduce_retracing: text batches come in a few lengths (cut to their longest row).
+    step = tf.function(lambda images: extractor(images, training=False), reduce_retracing=True)
     xs, ys = [], []
     start = time.monotonic()
     for images, labels in dataset:

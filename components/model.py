@@ -348,8 +348,8 @@ def build_text_classifier(
     b = backbone if isinstance(backbone, dict) else backbone.to_dict()
     fraction = train_cfg.fine_tune_fraction if fine_tune_fraction is None else fine_tune_fraction
     seed = int(train_cfg.seed)
-    seq = int(b["seq_length"])
-    inputs = {k: tf.keras.Input(shape=(seq,), dtype=tf.int64, name=k) for k in ENCODER_INPUT_KEYS}
+    # Any length up to seq_length: batches arrive cut to their longest row (text_preprocessing.trim_to_longest).
+    inputs = {k: tf.keras.Input(shape=(None,), dtype=tf.int64, name=k) for k in ENCODER_INPUT_KEYS}
     encoder_inputs = {k: tf.cast(v, tf.int32) for k, v in inputs.items()}
     layer = BackboneLayer(
         backbone_handle if backbone_handle is not None else b["path"],

@@ -107,9 +107,9 @@ def build_signatures(
 
     def model_inputs(transformed: dict):
         if text:
-            from graft.components.text_preprocessing import ENCODER_INPUT_KEYS
+            from graft.components.text_preprocessing import ENCODER_INPUT_KEYS, trim_to_longest
 
-            return {k: tf.cast(transformed[k], tf.int64) for k in ENCODER_INPUT_KEYS}
+            return trim_to_longest({k: tf.cast(transformed[k], tf.int64) for k in ENCODER_INPUT_KEYS})
         return tf.map_fn(
             lambda s: features.decode_transformed_image(s, height, width),
             tf.reshape(transformed[features.TRANSFORMED_IMAGE_KEY], [-1]),

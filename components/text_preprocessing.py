@@ -93,3 +93,26 @@ def tokenized_checks_schema(seq_length: int, max_unk_rate: float = DEFAULT_MAX_U
         f = schema.feature.add(name=name, type=schema_pb2.INT)
         f.shape.dim.add(size=seq_length)
     return schema
+
+
+# Batches are cut to their longest row, rounded up to a multiple of this (a handful of shapes to trace, not one per
+# length); capped at the stored width.
+TRIM_MULTIPLE = 16
+
+
+def trim_to_longest(inputs: dict, multiple: int = TRIM_MULTIPLE) -> dict:
+    """Encoder inputs [B, seq_length] -> the same inputs cut after the batch's last real word piece.
+
+    Exact, not an approximation: the encoder's attention and the mean pooling both ignore positions where
+    ``input_mask`` is 0, so the columns dropped here change no output (tested). It is what makes a sentence set
+    like SST-2 (most rows under 40 word pieces) cost a fraction of padding every row to 128, in the feature cache,
+    in fine-tuning and in serving."""
+    import tensorflow as tf
+
+    mask = inputs[MASK]
+    width = tf.shape(mask, out_type=tf.int64)[1]
+    positions = tf.range(1, width + 1, dtype=tf.int64)
+    last = tf.reduce_max(tf.where(tf.cast(mask, tf.bool), positions[tf.newaxis, :], tf.zeros_like(positions)[tf.newaxis, :]))  # fmt: skip
+    m = tf.constant(int(multiple), tf.int64)
+    length = tf.minimum(width, tf.maximum(m, (last + m - 1) // m * m))
+    return {k: (v[:, :length] if k in ENCODER_INPUT_KEYS else v) for k, v in inputs.items()}

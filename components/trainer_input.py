@@ -203,7 +203,7 @@ def text_tfxio_input_fn(
     read by TFXIO as for images (the per-example token checks in the files are not read)."""
     from tensorflow_metadata.proto.v0 import schema_pb2
 
-    from graft.components.text_preprocessing import ENCODER_INPUT_KEYS
+    from graft.components.text_preprocessing import ENCODER_INPUT_KEYS, trim_to_longest
 
     files = _expand(file_patterns)
     keys = (*ENCODER_INPUT_KEYS, features.TRANSFORMED_LABEL_KEY)
@@ -216,9 +216,8 @@ def text_tfxio_input_fn(
     ds = _tfxio_batches(files, wanted, batch_size, shuffle, seed, repeat, shuffle_buffer, dataset_factory)
 
     def split(batch):
-        return {k: tf.cast(batch[k], tf.int64) for k in ENCODER_INPUT_KEYS}, _checked_labels(
-            batch, num_classes
-        )
+        inputs = trim_to_longest({k: tf.cast(batch[k], tf.int64) for k in ENCODER_INPUT_KEYS})
+        return inputs, _checked_labels(batch, num_classes)
 
     return ds.map(split, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
 

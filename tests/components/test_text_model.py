@@ -153,3 +153,28 @@ def test_text_classifier_mean_pools_and_fine_tunes_the_top_blocks_in_layer_order
         feats, value_range=None, range_source="text", handle="tiny-bert", text=True
     )
     assert check["value_range"] is None and check["relative_spread"] > 0
+
+
+def test_batches_cut_to_their_longest_row_change_no_output(tiny_encoder):
+    """text_preprocessing.trim_to_longest: the columns after the batch's last real word piece are inert (mask 0)
+    for the encoder's attention and its mean pooling, so the cut batch gives the same logits as the padded one."""
+    import tensorflow as tf
+
+    from graft.components import model as model_lib
+    from graft.components.text_preprocessing import TRIM_MULTIPLE, trim_to_longest
+
+    info, _ = tiny_encoder
+    model = model_lib.build_text_classifier(info, 3, TrainConfig())
+    full = _batch()
+    full["input_mask"][0, : SEQ // 2 + 3] = 1  # the longest row: SEQ/2 + 3 real word pieces
+    full["input_word_ids"][0, SEQ // 2 : SEQ // 2 + 3] = 7
+    cut = trim_to_longest({k: tf.constant(v) for k, v in full.items()}, multiple=4)
+    want = -(-(SEQ // 2 + 3) // 4) * 4
+    assert all(int(v.shape[1]) == want for v in cut.values()) and want < SEQ
+    np.testing.assert_allclose(
+        model(cut, training=False).numpy(), model(full, training=False).numpy(), atol=1e-5
+    )
+    # Never longer than the stored width, never shorter than the multiple.
+    assert int(trim_to_longest({k: tf.constant(v) for k, v in full.items()}, multiple=SEQ * 2)["input_mask"].shape[1]) == SEQ  # fmt: skip
+    empty = {k: tf.zeros((2, SEQ), tf.int64) for k in full}
+    assert int(trim_to_longest(empty)["input_mask"].shape[1]) == min(SEQ, TRIM_MULTIPLE)
