@@ -1,4 +1,5 @@
-"""Helpers every test folder shares: small real images (PIL), bad files, the DAG's component ids, reading MLMD.
+"""Helpers every test folder shares: small real images (PIL), small real text (a BBC News subset, Cherokee), bad
+files, the DAG's component ids, reading MLMD.
 
 One module instead of copies (tests/components, tests/pipeline, tests/kubeflow import it; pyproject puts tests/
 on the path)."""
@@ -231,3 +232,25 @@ def make_bbc_tsv(root: Path, **subset_kwargs) -> list[tuple[str, str]]:
     splits = bbc_subset(**subset_kwargs)
     demo_text.write_splits(root, splits, stamp=f"tests bbc_subset {subset_kwargs}")
     return splits["test"]
+
+
+# Cherokee, in the Cherokee syllabary (U+13A0-U+13F4): no character of it is in MiniLM's (BERT uncased) vocabulary,
+# so every word is one [UNK]. Two made-up topics of real words (people / animals), enough rows to pass every gate
+# before Transform (data.min_train_examples_per_class after val is carved).
+CHEROKEE = {
+    "people": ("ᎠᏍᎦᏯ", "ᎠᎨᏯ", "ᎠᏧᏣ", "ᎠᎨᏳᏣ", "ᏣᎳᎩ"),
+    "animals": ("ᎩᏟ", "ᏪᏌ", "ᏥᏍᏚ", "ᏐᏈᎵ", "ᏩᎭᏯ"),
+}
+
+
+def make_cherokee_tsv(root: Path, n_train: int = 10, n_test: int = 3) -> None:
+    """GLUE train.tsv + test.tsv of short Cherokee-script sentences ('ᎣᏏᏲ <word> <word> ᏩᏙ'), per topic."""
+    root.mkdir(parents=True, exist_ok=True)
+    rows = {"train": [], "test": []}
+    for label, words in CHEROKEE.items():
+        pairs = [f"ᎣᏏᏲ {a} {b} ᏩᏙ" for a in words for b in words if a != b]
+        rows["train"] += [(t, label) for t in pairs[:n_train]]
+        rows["test"] += [(t, label) for t in pairs[n_train : n_train + n_test]]
+    for split, part in rows.items():
+        lines = ["text\tlabel", *(f"{t}\t{label}" for t, label in part)]
+        (root / f"{split}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
