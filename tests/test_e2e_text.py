@@ -15,10 +15,11 @@ mean-pooled embeddings (bench.bench_text.embed + scikit-learn LogisticRegression
 2026-12-01) scores 0.958 in 5-fold stratified CV on the 48 train articles (lowest fold 0.89), 0.958 in 5-fold CV on
 all 72, and 0.958 (23/24) fitted on train and scored on test; the pipeline itself scored 0.917 (22/24). So
 ``evaluation.min_accuracy`` is 0.7 (17 of the 24 test articles): ~0.26 below the probe, ~0.2 below the pipeline,
-~0.37 above chance (1/3). A model that learned nothing, or a broken tokenizer or label mapping, fails it; a working
-one clears it by that margin. The test also asserts that the blessing decision agrees with the measured accuracy,
-and that the pushed model's ``serving_default``, fed the raw test strings, reproduces the accuracy the Evaluator
-measured through ``serving_tf_example``.
+~0.37 above chance (1/3). A model that learned nothing, or a broken tokenizer or label mapping, fails it (the same
+run with the train labels shuffled scored 0.375 and was not blessed); a working one clears it by that margin.
+The test also asserts that the blessing decision agrees with the measured accuracy, and that the pushed model's
+``serving_default``, fed the raw test strings, reproduces the accuracy the Evaluator measured through
+``serving_tf_example``.
 
 The TokenGate through the same DAG: text in a script MiniLM's vocabulary lacks (Cherokee) stops the run after
 Transform with the gate's sentence, before the Trainer, nothing pushed.
