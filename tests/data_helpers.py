@@ -1,4 +1,5 @@
-"""Helpers every test folder shares: small real images (PIL), bad files, the DAG's component ids, reading MLMD.
+"""Helpers every test folder shares: small real images (PIL), small real text (a BBC News subset, Cherokee), bad
+files, the DAG's component ids, reading MLMD.
 
 One module instead of copies (tests/components, tests/pipeline, tests/kubeflow import it; pyproject puts tests/
 on the path)."""
@@ -201,24 +202,55 @@ TEXT_NODES = (
 )
 
 
-def imdb_reviews() -> list[tuple[str, str]]:
-    """The 100 labelled IMDB reviews TFX ships (tfx/examples/imdb/data), as (text, 'negative' | 'positive')."""
-    import csv
-    import importlib.util
-
-    spec = importlib.util.find_spec("tfx")
-    path = Path(next(iter(spec.submodule_search_locations))) / "examples/imdb/data/imdb_small_with_labels.txt"
-    with open(path, newline="", encoding="utf-8") as f:
-        return [(r["text"], "positive" if r["label"] == "1" else "negative") for r in csv.DictReader(f)]
+# The e2e text test's data: three BBC News topics (few confusable pairs: politics and business, say, are left out).
+BBC_TOPICS = ("entertainment", "sports", "tech")
 
 
-def make_imdb_tsv(root: Path, n_test: int = 20) -> list[tuple[str, str]]:
-    """GLUE form: root/train.tsv + root/test.tsv (header sentence<TAB>label, no quoting: GLUE's TSVs are unquoted
-    and the text ExampleGen reads TSV that way) from the IMDB reviews, whitespace runs (tabs, newlines) folded to
-    one space; the last ``n_test`` are the test split. Returns the test rows as written."""
-    rows = [(" ".join(t.split()), label) for t, label in imdb_reviews()]
+def bbc_subset(
+    topics: tuple[str, ...] = BBC_TOPICS, n_train: int = 16, n_test: int = 8
+) -> dict[str, list[tuple[str, str]]]:
+    """A small stratified subset of the text demo's BBC News (graft.pipeline.demo_text: deduplicated, its stable
+    train/test split kept): per topic the first ``n_train`` train and ``n_test`` test articles in file order, as
+    {'train': [(text, topic)], 'test': [...]} (topics interleaved, so no split is sorted by label)."""
+    from graft.pipeline import demo_text
+
+    splits, _ = demo_text.split_rows(r for r in demo_text.read_bbc_news() if r[1] in topics)
+    out = {}
+    for split, n in (("train", n_train), ("test", n_test)):
+        per_topic = [[row for row in splits[split] if row[1] == t][:n] for t in topics]
+        for t, rows in zip(topics, per_topic, strict=True):
+            assert len(rows) == n, f"BBC News has {len(rows)} {split} articles of {t!r}, fewer than {n}"
+        out[split] = [row for group in zip(*per_topic, strict=True) for row in group]
+    return out
+
+
+def make_bbc_tsv(root: Path, **subset_kwargs) -> list[tuple[str, str]]:
+    """GLUE form: root/train.tsv + root/test.tsv (header text<TAB>label) of :func:`bbc_subset` (val is carved from
+    train by the run). Returns the test rows as written."""
+    from graft.pipeline import demo_text
+
+    splits = bbc_subset(**subset_kwargs)
+    demo_text.write_splits(root, splits, stamp=f"tests bbc_subset {subset_kwargs}")
+    return splits["test"]
+
+
+# Cherokee, in the Cherokee syllabary (U+13A0-U+13F4): no character of it is in MiniLM's (BERT uncased) vocabulary,
+# so every word is one [UNK]. Two made-up topics of real words (people / animals), enough rows to pass every gate
+# before Transform (data.min_train_examples_per_class after val is carved).
+CHEROKEE = {
+    "people": ("ᎠᏍᎦᏯ", "ᎠᎨᏯ", "ᎠᏧᏣ", "ᎠᎨᏳᏣ", "ᏣᎳᎩ"),
+    "animals": ("ᎩᏟ", "ᏪᏌ", "ᏥᏍᏚ", "ᏐᏈᎵ", "ᏩᎭᏯ"),
+}
+
+
+def make_cherokee_tsv(root: Path, n_train: int = 10, n_test: int = 3) -> None:
+    """GLUE train.tsv + test.tsv of short Cherokee-script sentences ('ᎣᏏᏲ <word> <word> ᏩᏙ'), per topic."""
     root.mkdir(parents=True, exist_ok=True)
-    for name, part in (("train", rows[:-n_test]), ("test", rows[-n_test:])):
-        lines = ["sentence\tlabel", *(f"{t}\t{label}" for t, label in part)]
-        (root / f"{name}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return rows[-n_test:]
+    rows = {"train": [], "test": []}
+    for label, words in CHEROKEE.items():
+        pairs = [f"ᎣᏏᏲ {a} {b} ᏩᏙ" for a in words for b in words if a != b]
+        rows["train"] += [(t, label) for t in pairs[:n_train]]
+        rows["test"] += [(t, label) for t in pairs[n_train : n_train + n_test]]
+    for split, part in rows.items():
+        lines = ["text\tlabel", *(f"{t}\t{label}" for t, label in part)]
+        (root / f"{split}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
