@@ -71,7 +71,7 @@ def _model(device: str, mixed: bool, size: int):
     info = backbones.resolve_backbone("mobilenet_v1_imagenet", size)
     with tf.device(device), trainer_lib.precision_policy(mixed):
         model = model_lib.build_classifier(info, 4, cfg)
-        trainer_lib.compile_for_phase(model, 2, 1e-4, 4, 0.0)
+        model_lib.compile_for_phase(model, 2, 1e-4, 4, 0.0)
     return model
 
 

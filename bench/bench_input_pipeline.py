@@ -143,7 +143,7 @@ if {no_autograph!r}:
 info = backbones.resolve_backbone("tiny", 32)
 cfg = GraftConfig().train
 model = model_lib.build_classifier(info, 4, cfg)
-trainer_lib.compile_for_phase(model, 1, 1e-3, 4, 0.0)
+model_lib.compile_for_phase(model, 1, 1e-3, 4, 0.0)
 x = np.random.default_rng(0).integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
 ds = tf.data.Dataset.from_tensor_slices((x, np.arange(64) % 4)).batch(16)
 t = time.perf_counter()
@@ -193,7 +193,7 @@ def _fit_row(tmp: str, args) -> dict:
     tf.keras.utils.set_random_seed(train_cfg.seed)
     info = backbones.resolve_backbone(demo.DEMO_BACKBONE, size)
     model = model_lib.build_classifier(info, 4, train_cfg)
-    trainer_lib.compile_for_phase(model, 1, train_cfg.phase1_learning_rate, 4, train_cfg.label_smoothing)
+    model_lib.compile_for_phase(model, 1, train_cfg.phase1_learning_rate, 4, train_cfg.label_smoothing)
     _fit_seconds(model, in_memory.take(2))  # trace the train function once
     _fit_seconds(model, production().take(2))
 
@@ -261,7 +261,7 @@ def main(argv: list[str]) -> list[dict]:
         info = backbones.resolve_backbone("mobilenet_v1_imagenet", SIZE)
         cfg = GraftConfig().train
         model = model_lib.build_classifier(info, 4, cfg)
-        trainer_lib.compile_for_phase(model, 1, 1e-3, 4, 0.0)
+        model_lib.compile_for_phase(model, 1, 1e-3, 4, 0.0)
         batch = next(iter(parallel()))
         model.train_on_batch(*batch)  # trace
         step = []

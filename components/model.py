@@ -380,5 +380,18 @@ def set_phase(model: tf.keras.Model, phase: int) -> None:
     backbone_layer(model).trainable = phase == 2
 
 
+def compile_for_phase(
+    model: tf.keras.Model, phase: int, learning_rate, num_classes: int, label_smoothing: float = 0.0
+) -> None:
+    """Set ``phase`` (:func:`set_phase`) and compile with a fresh Adam, Graft's loss and metrics: a whole model
+    trained outside the Trainer's loop the way the Trainer trains it (benches, notebooks)."""
+    set_phase(model, phase)
+    model.compile(
+        optimizer=tf.keras.optimizers.Adam(learning_rate),
+        loss=make_loss(num_classes, label_smoothing),
+        metrics=make_metrics(),
+    )
+
+
 def head_variables(model: tf.keras.Model) -> list[tf.Variable]:
     return list(model.get_layer(LOGITS_LAYER_NAME).trainable_weights)
