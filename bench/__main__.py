@@ -87,12 +87,25 @@ def _machine_line() -> str:
     )
 
 
+def _store(table_path: Path, name: str, entry: dict) -> None:
+    """Record one bench's entry: read, update and write the table under an exclusive lock, so two bench sessions
+    running at once (an hour-long one and a quick one) do not overwrite each other's entries with what they read
+    when they started."""
+    import fcntl
+
+    with open(table_path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        table = json.loads(table_path.read_text()) if table_path.exists() else {}
+        table[name] = entry
+        table_path.write_text(json.dumps(table, indent=2, sort_keys=True, default=str) + "\n")
+        (table_path.parent / "latest.md").write_text(markdown(table))
+
+
 def main(argv: list[str]) -> int:
     names = [a for a in argv if not a.startswith("-")] or discover()
     options = [a for a in argv if a.startswith("-")]
     out_dir = common.results_dir("--quick" in options)
     table_path = out_dir / TABLE
-    table = json.loads(table_path.read_text()) if table_path.exists() else {}
     rows: list[dict] = []
     failed = False
     for name in names:
@@ -108,15 +121,14 @@ def main(argv: list[str]) -> int:
         seconds = time.perf_counter() - t
         print(f"== {name}: {seconds:.0f} s", flush=True)
         rows.extend(got)
-        table[name] = {
+        entry = {
             "rows": got,
             "measured": time.strftime("%Y-%m-%d %H:%M"),
             "argv": " ".join([name, *options]),
             "seconds": seconds,
             "machine": _machine_line(),
         }
-        table_path.write_text(json.dumps(table, indent=2, sort_keys=True, default=str) + "\n")
-        (out_dir / "latest.md").write_text(markdown(table))
+        _store(table_path, name, entry)
     if rows:
         print()
         print(format_table(rows))
