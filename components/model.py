@@ -386,6 +386,13 @@ def compile_for_phase(
     """Set ``phase`` (:func:`set_phase`) and compile with a fresh Adam, Graft's loss and metrics: a whole model
     trained outside the Trainer's loop the way the Trainer trains it (benches, notebooks)."""
     set_phase(model, phase)
+    compile_model(model, learning_rate, num_classes, label_smoothing)
+
+
+def compile_model(
+    model: tf.keras.Model, learning_rate, num_classes: int, label_smoothing: float = 0.0
+) -> None:
+    """A fresh Adam (a float or a schedule), Graft's loss and metrics: how every phase is compiled."""
     model.compile(
         optimizer=tf.keras.optimizers.Adam(learning_rate),
         loss=make_loss(num_classes, label_smoothing),

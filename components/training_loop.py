@@ -181,11 +181,7 @@ def fit_phase(
     falls from epoch to epoch, even far above the baseline); once beaten, early stopping alone decides.
     """
     with strategy.scope():
-        fit_model.compile(
-            optimizer=tf.keras.optimizers.Adam(learning_rate),
-            loss=model_lib.make_loss(num_classes, label_smoothing),
-            metrics=model_lib.make_metrics(),
-        )
+        model_lib.compile_model(fit_model, learning_rate, num_classes, label_smoothing)
     # tf-keras 2.16 restores the best epoch's weights at the end of fit() whatever stopped it (epochs, budget).
     early = tf.keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
     budget = TimeBudget(deadline)
