@@ -86,6 +86,8 @@ def unknown_key_message(prefix: str, key: Any, names: list[str]) -> str:
 
 # Names that end up as directory names (model name, pipeline name, class names): no path tricks.
 SAFE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+# A number such as 1e-4 or 2E+3: YAML 1.1 resolves it to a string when the mantissa has no dot.
+_EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 def check_safe_name(value: str, key: str) -> None:
@@ -147,6 +149,8 @@ def coerce(tp: Any, value: Any, key: str) -> Any:
         )
         return value
     if tp is float:
+        if isinstance(value, str) and _EXPONENT_NUMBER.fullmatch(value.strip()):
+            value = float(value)  # YAML 1.1 (PyYAML) reads 1e-4 without a dot as the string '1e-4'
         _require(
             isinstance(value, (int, float)) and not isinstance(value, bool),
             key,

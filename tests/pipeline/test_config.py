@@ -23,6 +23,20 @@ def test_yaml_then_set_overrides(tmp_path):
     assert cfg.data.classes == ["x", "y", "z"]
 
 
+def test_exponent_numbers_without_a_dot_are_numbers_in_yaml_and_set(tmp_path):
+    # PyYAML (YAML 1.1) resolves 1e-4 to the string '1e-4'; a float key takes it as the number it is.
+    f = tmp_path / "c.yaml"
+    f.write_text("train:\n  phase2_learning_rate: 1e-4\n")
+    cfg = load_config(f, ["train.phase1_learning_rate=3E-3", "evaluation.min_accuracy=5e-1"])
+    assert cfg.train.phase2_learning_rate == pytest.approx(1e-4)
+    assert cfg.train.phase1_learning_rate == pytest.approx(3e-3)
+    assert cfg.evaluation.min_accuracy == pytest.approx(0.5)
+    with pytest.raises(ConfigError, match="'train.batch_size': expected an integer"):
+        load_config(None, ["train.batch_size=1e2"])  # an integer key is not widened
+    with pytest.raises(ConfigError, match="'train.phase2_learning_rate': expected a number, got '1e-4x'"):
+        load_config(None, ["train.phase2_learning_rate=1e-4x"])
+
+
 @pytest.mark.parametrize(
     "override, needle",
     [
