@@ -146,10 +146,7 @@ def both_runs(world) -> dict:
 
 @pytest.fixture(scope="module")
 def first(world):
-    # One TFLite variant: the spec keeps its TFLiteExport task (converted, scored, gated, pushed by the Pusher task);
-    # int8's calibration and the second conversion are test_tflite.py's and test_e2e.py's, not the runner's.
-    spec_sets = [*FAST, "edge.variants=[float16]", f"push.serving_root={world['kfp_serving']}"]
-    sets = [a for s in spec_sets for a in ("--set", s)]
+    sets = [a for s in [*FAST, f"push.serving_root={world['kfp_serving']}"] for a in ("--set", s)]
     res = graft(
         "compile",
         "--config",
