@@ -14,8 +14,11 @@ the option given, ``a|b`` is its first alternative; upper-case placeholders that
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -236,3 +239,17 @@ def test_usage_notation_and_shell_syntax_are_read_as_a_reader_would():
         ("run", "--data", "d", "--backbone", "tiny", "--json"),
         ("runs", "--limit", "5"),
     ]
+
+
+def test_make_leaves_the_tensorflow_log_level_to_graft():
+    """The README: without -v TensorFlow's start-up noise is off unless *you* set TF_CPP_MIN_LOG_LEVEL. The
+    Makefile used to export it as 2 (which still shows the `Unable to register cuDNN factory` errors), so
+    `make demo` printed them."""
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make is not installed")
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    recipe = 'envcheck: ; @echo "[$${TF_CPP_MIN_LOG_LEVEL-}]"'
+    argv = [make, "-s", "--no-print-directory", "-C", str(README.parent), "--eval", recipe, "envcheck"]
+    out = subprocess.run(argv, env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", f"the Makefile sets TF_CPP_MIN_LOG_LEVEL for its recipes: {out!r}"
