@@ -113,6 +113,9 @@ class CompileResult:
 
 
 # ---- where things live ---------------------------------------------------------------------------------------
+_PIPELINE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,127}")  # KubeflowV2DagRunner's pipeline-name rule
+
+
 def is_remote(path: str) -> bool:
     return bool(re.match(r"^[a-z][a-z0-9+.-]*://", path or "")) and not path.startswith("file://")
 
@@ -318,6 +321,12 @@ def compile_pipeline(
         except ConfigError as e:
             problems.append(str(e))
 
+    if not _PIPELINE_NAME.fullmatch(cfg.name):  # TFX's own check says only "pipeline name % is illegal"
+        fixed = re.sub(r"[^a-z0-9-]+", "-", cfg.name.lower()).strip("-")[:128] or "graft"
+        problems.append(
+            f"config key 'name': {cfg.name!r} cannot name a Kubeflow / Vertex pipeline: use lower-case letters, "
+            f"digits and '-' (1-128, starting with a letter or digit), e.g. --set name={fixed}"
+        )
     if not image:
         problems.append(
             "config key 'kubeflow.image': required (or pass --image): the image built from kubeflow/Dockerfile and "
