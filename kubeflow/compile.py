@@ -390,7 +390,10 @@ def compile_pipeline(
     # The data is read only when the config does not declare its layout (data.format, a TFRecord glob).
     hermetic = dag_inputs.declares_layout(cfg)
     if not hermetic:
-        wanted = ["data.format=folders|tfrecord (or a TFRecord glob as data.path)", "data.use_spans=false"]
+        wanted = [
+            "data.format=folders|tfrecord (or a TFRecord glob as data.path)",
+            "data.use_spans=false (span-N/ folders: data.span_width)",
+        ]
         if not cfg.data.classes:
             wanted.append("data.classes (for the per-class metrics)")
         notes.append(
@@ -406,7 +409,8 @@ def compile_pipeline(
             f"config key 'data.path': cannot read {cfg.data.path} at compile time ({type(e).__name__}: "
             f"{str(e).splitlines()[0][:200] if str(e) else e!r}). Check the path and your credentials "
             "(gcloud auth application-default login), or declare the layout so that the compile reads no data: "
-            "data.format=folders|tfrecord with data.use_spans=false and data.classes=a,b,..."
+            "data.format=folders|tfrecord with data.use_spans=false and data.classes=a,b,... (span-N/ folders: "
+            "data.span_width instead of data.use_spans=false)"
         ) from e
     pipeline = dag.create_pipeline(
         cfg, info, inputs, pipeline_root=root, serving_dir=serving_dir, for_kubeflow=True
