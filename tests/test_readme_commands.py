@@ -253,3 +253,16 @@ def test_make_leaves_the_tensorflow_log_level_to_graft():
     argv = [make, "-s", "--no-print-directory", "-C", str(README.parent), "--eval", recipe, "envcheck"]
     out = subprocess.run(argv, env=env, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", f"the Makefile sets TF_CPP_MIN_LOG_LEVEL for its recipes: {out!r}"
+
+
+def test_every_repository_file_the_readme_names_exists():
+    """`tests/x.py`, `components/y.py` ... in backticks: a moved or renamed file leaves the README pointing nowhere."""
+    root = README.parent
+    named = set(
+        re.findall(
+            r"`((?:components|pipeline|kubeflow|graft|schemas|bench|tests|tools)/[\w./-]+)`", README_TEXT
+        )
+    )
+    assert len(named) >= 10
+    missing = sorted(p for p in named if not (root / p.split("::")[0]).exists())
+    assert not missing, f"README.md names files that do not exist: {missing}"
