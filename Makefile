@@ -8,7 +8,6 @@ UV_VERSION := 0.13.9
 STAMP   := $(VENV)/.graft-setup-stamp
 LOCK_INPUTS := requirements.lock requirements-nodeps.txt overrides.txt pyproject.toml
 export TF_USE_LEGACY_KERAS := 1
-export TF_CPP_MIN_LOG_LEVEL ?= 2
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 DEMO_ARGS ?=

@@ -113,6 +113,9 @@ class CompileResult:
 
 
 # ---- where things live ---------------------------------------------------------------------------------------
+_PIPELINE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,127}")  # KubeflowV2DagRunner's pipeline-name rule
+
+
 def is_remote(path: str) -> bool:
     return bool(re.match(r"^[a-z][a-z0-9+.-]*://", path or "")) and not path.startswith("file://")
 
@@ -318,6 +321,12 @@ def compile_pipeline(
         except ConfigError as e:
             problems.append(str(e))
 
+    if not _PIPELINE_NAME.fullmatch(cfg.name):  # TFX's own check says only "pipeline name % is illegal"
+        fixed = re.sub(r"[^a-z0-9-]+", "-", cfg.name.lower()).strip("-")[:128] or "graft"
+        problems.append(
+            f"config key 'name': {cfg.name!r} cannot name a Kubeflow / Vertex pipeline: use lower-case letters, "
+            f"digits and '-' (1-128, starting with a letter or digit), e.g. --set name={fixed}"
+        )
     if not image:
         problems.append(
             "config key 'kubeflow.image': required (or pass --image): the image built from kubeflow/Dockerfile and "
@@ -381,7 +390,10 @@ def compile_pipeline(
     # The data is read only when the config does not declare its layout (data.format, a TFRecord glob).
     hermetic = dag_inputs.declares_layout(cfg)
     if not hermetic:
-        wanted = ["data.format=folders|tfrecord (or a TFRecord glob as data.path)", "data.use_spans=false"]
+        wanted = [
+            "data.format=folders|tfrecord (or a TFRecord glob as data.path)",
+            "data.use_spans=false (span-N/ folders: data.span_width)",
+        ]
         if not cfg.data.classes:
             wanted.append("data.classes (for the per-class metrics)")
         notes.append(
@@ -397,7 +409,8 @@ def compile_pipeline(
             f"config key 'data.path': cannot read {cfg.data.path} at compile time ({type(e).__name__}: "
             f"{str(e).splitlines()[0][:200] if str(e) else e!r}). Check the path and your credentials "
             "(gcloud auth application-default login), or declare the layout so that the compile reads no data: "
-            "data.format=folders|tfrecord with data.use_spans=false and data.classes=a,b,..."
+            "data.format=folders|tfrecord with data.use_spans=false and data.classes=a,b,... (span-N/ folders: "
+            "data.span_width instead of data.use_spans=false)"
         ) from e
     pipeline = dag.create_pipeline(
         cfg, info, inputs, pipeline_root=root, serving_dir=serving_dir, for_kubeflow=True

@@ -61,7 +61,8 @@ def resolve(config: GraftConfig, read_data: bool = True, task: str | None = None
         if layout is None:
             raise ConfigError(
                 "config key 'data.format': building this DAG without reading the data needs the layout declared: "
-                "a TFRecord glob as data.path, or data.format=folders|tfrecord with data.use_spans=false"
+                "a TFRecord glob as data.path, or data.format=folders|tfrecord with data.use_spans=false (or, for "
+                "span-N/ folders, data.span_width)"
             )
     if config.data.classes:
         class_names = list(config.data.classes)

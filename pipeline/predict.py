@@ -47,11 +47,30 @@ def predict_files(model_dir: str | Path, images: list[str]) -> list[dict]:
             try:
                 answers.append(_answer(fn(image_bytes=tf.constant([data])), 0))
             except tf.errors.InvalidArgumentError as e:
-                answers.append({"error": f"not a readable image: {e.message.splitlines()[0][:200]}"})
+                answers.append({"error": f"not a readable image: {unreadable_reason(data, e.message)}"})
     return [
         {"image": path, **a, "model_version": version_dir.name}
         for path, a in zip(images, answers, strict=True)
     ]
+
+
+def unreadable_reason(data: bytes, tf_message: str) -> str:
+    """Why the model could not read a file: ExampleGen's own check (the reason a run would record), else the
+    decoder's message without TensorFlow's "Graph execution error:" / "Detected at node" framing."""
+    from graft.components.image_example_gen import files
+    from graft.components.image_example_gen.config import DataConfig
+
+    try:
+        problem = files.check_image(data, DataConfig.max_image_pixels)
+    except Exception:  # noqa: BLE001 - the reason is a courtesy; the decoder's message follows
+        problem = None
+    if problem:
+        return problem
+    framing = ("Graph execution error", "Detected at node", "File ", "[[", "Stack trace")
+    lines = [
+        ln.strip() for ln in tf_message.splitlines() if ln.strip() and not ln.strip().startswith(framing)
+    ]
+    return (lines[-1] if lines else tf_message.strip() or "the decoder refused it")[:200]
 
 
 def predict_texts(model_dir: str | Path, texts: list[str]) -> list[dict]:

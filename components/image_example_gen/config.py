@@ -34,6 +34,10 @@ class DataConfig:
     max_image_pixels: int = 50_000_000
     # Read the newest span-N/ folder (TFX span semantics) when the data folder has span-N/ subfolders.
     use_spans: bool = True
+    # Digits in the span-N/ folder names, so the span pattern is declared, not read from data.path (a hermetic
+    # compile): 0 = unpadded (span-7, span-12: TFX's {SPAN}), N = zero-padded to N digits (span-007: {SPAN:3}).
+    # null: from the newest span folder's name.
+    span_width: int | None = None
     # Curated schema (tensorflow_metadata Schema, text format) the data is validated against. Empty: the one Graft
     # ships (schemas/image_classification/schema.pbtxt). `graft schema infer --data DIR` writes a starting
     # point. Read when the pipeline is built; its label domain is filled in at run time.
@@ -62,6 +66,11 @@ class DataConfig:
         _check(self.min_train_examples_per_class >= 1, "data.min_train_examples_per_class", "must be >= 1")
         _check(self.max_image_pixels >= 1, "data.max_image_pixels", "must be >= 1")
         _check(self.max_text_bytes >= 1, "data.max_text_bytes", "must be >= 1")
+        _check(
+            self.span_width is None or 0 <= self.span_width <= 18,
+            "data.span_width",
+            f"{self.span_width}: use 0 (span-7), the digits of zero-padded names (3 for span-007), or null",
+        )
         _check(len(set(self.classes)) == len(self.classes), "data.classes", "class names must be unique")
         _check(
             not self.schema_path or self.schema_path.endswith(".pbtxt"),

@@ -234,7 +234,8 @@ def declared_layout(data: DataConfig) -> DataLayout | None:
     """The layout when the config alone says it, without touching storage; None when it must be looked at.
 
     Declared: a TFRecord glob; a ``.csv`` / ``.tfrecord`` file path with data.format csv / tfrecord; a folder
-    with data.format folders / tfrecord and data.use_spans=false (span detection lists the folder). A compile for
+    with data.format folders / tfrecord and data.use_spans=false (span detection lists the folder), or span folders
+    whose names data.span_width declares (the newest is found by ExampleGen's driver at run time). A compile for
     a cluster then needs no access to the data (gs:// from a laptop without credentials).
     """
     path = (data.path or "").strip()
@@ -253,7 +254,19 @@ def declared_layout(data: DataConfig) -> DataLayout | None:
         return DataLayout("tfrecord", base, {SINGLE_SPLIT: file_name})
     if data.format in ("folders", "tfrecord") and not data.use_spans:
         return DataLayout(data.format, path, _patterns_for(data.format, path))
+    if data.format in ("folders", "tfrecord") and data.span_width is not None:  # spans, their names declared
+        prefix = span_prefix(data.span_width)
+        patterns = {k: f"{prefix}/{v}" for k, v in _patterns_for(data.format, path).items()}
+        return DataLayout(data.format, path, patterns, spans=True)
     return None
+
+
+def span_prefix(width: int | None, digits: str = "") -> str:
+    """The TFX span folder pattern: ``span-{SPAN}`` for unpadded names, ``span-{SPAN:3}`` for span-007 (TFX
+    fills a bare ``{SPAN}`` unpadded). ``width`` None: from a folder name's ``digits``."""
+    if width is None:
+        width = len(digits) if len(digits) > 1 and digits.startswith("0") else 0
+    return f"span-{{SPAN:{width}}}" if width else SPAN_PREFIX
 
 
 def detect_layout(data: DataConfig) -> DataLayout:
@@ -299,20 +312,18 @@ def detect_layout(data: DataConfig) -> DataLayout:
     spans = _spans(path) if data.use_spans else []
     root = path
     span_seen = None
-    span_prefix = SPAN_PREFIX
+    span_pattern = SPAN_PREFIX
     if spans:
         span_seen, span_dir = spans[-1]
         root = files.join(path, span_dir)
-        digits = SPAN_DIR_RE.match(span_dir).group(1)
-        if len(digits) > 1 and digits.startswith("0"):  # zero-padded names: TFX needs the width ({SPAN:3})
-            span_prefix = f"span-{{SPAN:{len(digits)}}}"
+        span_pattern = span_prefix(data.span_width, SPAN_DIR_RE.match(span_dir).group(1))
 
     if fmt == "auto":
         form, patterns = _form_of_dir(root)
     else:
         form, patterns = fmt, _patterns_for(fmt, root)
     if spans:
-        patterns = {k: f"{span_prefix}/{v}" for k, v in patterns.items()}
+        patterns = {k: f"{span_pattern}/{v}" for k, v in patterns.items()}
     return DataLayout(form, path, patterns, spans=bool(spans), span_seen=span_seen)
 
 

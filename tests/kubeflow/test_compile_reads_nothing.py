@@ -130,3 +130,30 @@ def test_compile_lists_every_missing_key_at_once(tmp_path, backbone_info):
     assert msg.startswith("3 problems stop this compile:"), msg
     for key in ("kubeflow.image", "kubeflow.pipeline_root", "push.serving_root"):
         assert f"config key '{key}'" in msg
+
+
+@pytest.mark.parametrize("width, pattern", [(3, "span-{SPAN:3}/*/*"), (0, "span-{SPAN}/*/*")])
+def test_span_folders_with_a_declared_width_compile_without_reading_them(
+    tmp_path, backbone_info, no_data_access, width, pattern
+):
+    """Continuous training over span-N/ folders, compiled hermetically: data.span_width says how the folder names
+    are written (TFX fills a bare {SPAN} unpadded, so span-007 needs {SPAN:3}); the driver finds the newest."""
+    cfg = _config(
+        path="gs://graft-test/images",
+        format="folders",
+        use_spans=True,
+        span_width=width,
+        classes=["cat", "dog"],
+    )
+    r = kfc.compile_pipeline(cfg, "vertex", tmp_path / "p.json", image=IMAGE, backbone_info=backbone_info)
+    assert pattern in Path(r.path).read_text()
+    assert not any("this compile read" in n for n in r.notes), r.notes
+
+
+def test_without_a_span_width_the_note_names_it(tmp_path, backbone_info):
+    from graft.pipeline import dag_inputs
+
+    cfg = _config(path="gs://graft-test/images", format="folders", use_spans=True, classes=["cat", "dog"])
+    assert not dag_inputs.declares_layout(cfg)
+    with pytest.raises(Exception, match=r"data.span_width"):
+        dag_inputs.resolve(cfg, read_data=False)

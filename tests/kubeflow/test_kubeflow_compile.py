@@ -424,3 +424,18 @@ def test_cli_compile_writes_the_file_and_exits_2_on_a_config_error(tmp_path, bac
     )
     assert res.exit_code == 2
     assert "config key 'backbone.handle'" in res.output and "gsutil" in res.output
+
+
+@pytest.mark.parametrize("name, fixed", [("flowers_local", "flowers-local"), ("Graft.Daily", "graft-daily")])
+def test_a_name_kfp_refuses_is_a_sentence_naming_the_key(tmp_path, backbone_info, name, fixed):
+    """`name` may hold '_' and '.' (a directory name locally), KFP pipeline names may not; TFX's own refusal reads
+    "User provided pipeline name % is illegal". The compile says which key and what to set, with the other
+    problems of the same compile."""
+    cfg = cluster_config()
+    cfg.name = name
+    cfg.push.serving_root = ""
+    with pytest.raises(ConfigError) as e:
+        kfc.compile_pipeline(cfg, "vertex", tmp_path / "p.json", image=IMAGE, backbone_info=backbone_info)
+    assert f"config key 'name': '{name}' cannot name a Kubeflow / Vertex pipeline" in str(e.value)
+    assert f"--set name={fixed}" in str(e.value)
+    assert "config key 'push.serving_root': required" in str(e.value)
