@@ -31,8 +31,10 @@ FAST = [
 ]
 
 
-def graft_run(data: Path, root: Path, *extra: str) -> tuple[int, dict, str]:
+def graft_run(data: Path, root: Path, *extra: str, flags: tuple[str, ...] = ()) -> tuple[int, dict, str]:
+    """`graft run -q --json` with FAST and the ``extra`` config overrides (``--set``) and command-line ``flags``."""
     args = [GRAFT, "run", "--data", str(data), "--backbone", "tiny", "--root", str(root), "-q", "--json"]
+    args += flags
     for s in [*FAST, *extra]:
         args += ["--set", s]
     out = subprocess.run(args, capture_output=True, text=True, timeout=900, check=False)
@@ -130,8 +132,15 @@ def test_model_that_cannot_beat_its_baseline_is_not_pushed(world, first_run):
     before = tree_digest(world["serving"])
     assert before
     # A new seed retrains (new candidate); demanding +1.0 accuracy over the blessed baseline can never be met.
+    # No edge export and no report: this run asserts the Evaluator's refusal and the untouched serving directory
+    # (TFLiteExport would convert and score a model nobody pushes; the report tests are test_report.py's).
     code, payload, err = graft_run(
-        world["data"], world["root"], "train.seed=7", "evaluation.max_accuracy_drop=-1.0"
+        world["data"],
+        world["root"],
+        "train.seed=7",
+        "evaluation.max_accuracy_drop=-1.0",
+        "edge.variants=[]",
+        flags=("--no-report",),
     )
     assert code == 0, err[-4000:]  # a completed run that is not blessed is not an error
     summary = runs.summarize(world["mlmd"], payload["run_id"], "graft")

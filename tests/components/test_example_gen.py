@@ -592,10 +592,10 @@ def test_presplit_tree_without_val_runs_end_to_end(tmp_path, given):
     data = tmp_path / "data"
     for s in given:
         make_tree(data / s, per_class=20 if s == "train" else 6, seed0={"train": 0, "test": 5000}[s])
-    # What is asserted is the splits and that every stage runs on them: one epoch, no fine-tuning, no edge export
-    # (test_e2e.py covers model quality, the phases and the TFLite variants).
+    # What is asserted is the splits and that every stage runs on them: one epoch, no fine-tuning, no edge export,
+    # no HTML report (test_e2e.py covers model quality, the phases and the TFLite variants; test_report.py the report).
     cheap = ("train.phase1_epochs=1", "train.phase2_epochs=0", "edge.variants=[]")
-    code, payload, err = graft_run(data, tmp_path / "runs", *cheap)
+    code, payload, err = graft_run(data, tmp_path / "runs", *cheap, flags=("--no-report",))
     assert code == 0, err[-4000:]
     states = {e["node_id"]: e["state"] for e in payload["executions"]}
     assert all(states[c] == "COMPLETE" for c in ("ImageExampleGen", "Transform", "Trainer", "Evaluator")), (
