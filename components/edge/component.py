@@ -227,6 +227,7 @@ class Executor(base_executor.BaseExecutor):
         from absl import logging
         from tfx.utils import path_utils
 
+        from graft import env
         from graft.components import features
 
         model = artifact_utils.get_single_instance(input_dict["model"])
@@ -236,20 +237,21 @@ class Executor(base_executor.BaseExecutor):
         out = artifact_utils.get_single_instance(output_dict[TFLITE_MODELS_KEY])
         vocab = tft.TFTransformOutput(transform_graph.uri).vocabulary_by_name(features.LABEL_VOCAB_NAME)
         class_names = [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in vocab]
-        summary = export_variants(
-            path_utils.serving_model_path(model.uri),
-            examples.uri,
-            class_names,
-            out.uri,
-            variants=json.loads(exec_properties["variants_json"]),
-            representative_examples=int(exec_properties["representative_examples"]),
-            max_accuracy_drop=float(exec_properties["max_accuracy_drop"]),
-            height=int(exec_properties["height"]),
-            width=int(exec_properties["width"]),
-            evaluation_uri=evaluation[0].uri if evaluation else None,
-            latency_runs=int(exec_properties.get("latency_runs") or DEFAULT_LATENCY_RUNS),
-            int8_float_layers=int(exec_properties.get("int8_float_layers") or 0),
-        )
+        with env.quiet_native_stderr():  # the converter's and interpreter's native lines, unless -v
+            summary = export_variants(
+                path_utils.serving_model_path(model.uri),
+                examples.uri,
+                class_names,
+                out.uri,
+                variants=json.loads(exec_properties["variants_json"]),
+                representative_examples=int(exec_properties["representative_examples"]),
+                max_accuracy_drop=float(exec_properties["max_accuracy_drop"]),
+                height=int(exec_properties["height"]),
+                width=int(exec_properties["width"]),
+                evaluation_uri=evaluation[0].uri if evaluation else None,
+                latency_runs=int(exec_properties.get("latency_runs") or DEFAULT_LATENCY_RUNS),
+                int8_float_layers=int(exec_properties.get("int8_float_layers") or 0),
+            )
         blessed = [r["variant"] for r in summary["variants"] if r["blessed"]]
         refused = [r["variant"] for r in summary["variants"] if not r["blessed"]]
         out.set_json_value_custom_property("blessed_variants", blessed)
