@@ -35,3 +35,17 @@ def test_the_file_name_is_the_components():
 
     assert tflite_report.RESULTS_FILE == component.RESULTS_FILE
     assert tflite_report.TYPE_NAME == component.TFLiteModels.TYPE_NAME
+
+
+def test_a_cached_rerun_says_the_variants_were_pushed_earlier():
+    from graft.pipeline.runs import ExecutionInfo, RunSummary
+
+    s = RunSummary(run_id="r", pipeline_name="p", blessed=True, pushed=True, pushed_path="/srv/m/7")
+    s.tflite = {
+        "variants": [{"variant": "int8", "blessed": True, "file": "model_int8.tflite", "size_bytes": 1e6}]
+    }
+    s.executions = [ExecutionInfo(1, "Pusher", "COMPLETE", 0, 1)]
+    assert tflite_report.rows(s)[0]["why"] == "pushed to /srv/m/7/tflite/model_int8.tflite"
+    s.executions = [ExecutionInfo(1, "Pusher", "CACHED", 0, 1)]
+    [line] = tflite_report.summary_lines(s)
+    assert "pushed earlier: serves from /srv/m/7/tflite/model_int8.tflite" in line and "pushed to" not in line
