@@ -107,4 +107,6 @@ def predict_files_tflite(model_dir: str | Path, images: list[str], variant: str 
     SavedModel, so the TFLite model sees exactly the pixels the Trainer and the SavedModel saw."""
     from graft.pipeline import tflite_predict
 
-    return tflite_predict.predict_files(resolve_version_dir(model_dir), images, variant, PredictError)
+    return tflite_predict.predict_files(
+        resolve_version_dir(model_dir), images, variant, PredictError, unreadable_reason
+    )

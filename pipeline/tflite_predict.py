@@ -10,6 +10,7 @@ keep uint8.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 VARIANT_PREFERENCE = ("int8", "float16", "dynamic_range", "float32")
@@ -25,12 +26,19 @@ def pushed_variants(version_dir: Path) -> dict[str, Path]:
 
 
 def predict_files(
-    version_dir: Path, images: list[str], variant: str | None, error: type[Exception]
+    version_dir: Path,
+    images: list[str],
+    variant: str | None,
+    error: type[Exception],
+    reason: Callable[[bytes, str], str],
 ) -> list[dict]:
+    """Every readable image gets its answer; each unreadable one an ``error`` naming why (``reason(bytes, tf
+    message)``), as the SavedModel path does."""
     import graft  # noqa: F401, I001
 
     import tensorflow as tf
 
+    from graft import env
     from graft.components import features
     from graft.components.edge import convert, evaluate
 
@@ -45,34 +53,43 @@ def predict_files(
     if variant not in found:
         raise error(f"variant '{variant}' was not pushed to {version_dir}/tflite; pushed: {', '.join(found)}")
     labels = convert.read_labels(os.path.join(version_dir, "tflite", convert.LABELS_FILE))
-    model = evaluate.TFLiteClassifier(str(found[variant]))
-    _, height, width, _ = model.input_shape
-    saved = tf.saved_model.load(str(version_dir))
-    # The restored layer keeps only the raw-feature structure it was traced with at export (image_bytes alone, or
-    # with label / source_path): feed those keys, the others empty; only ``image`` is read back.
-    keys = list(saved.tft_layer.__call__.concrete_functions[0].structured_input_signature[0][0])
-    results = []
-    for path in images:
-        try:
-            raw = {
-                k: tf.constant([Path(path).read_bytes() if k == features.IMAGE_KEY else b""]) for k in keys
-            }
-            out = saved.tft_layer(raw)
-        except tf.errors.InvalidArgumentError as e:
-            raise error(f"could not decode {path}: {e.message}") from None
-        image = features.decode_transformed_image(
-            tf.reshape(out[features.TRANSFORMED_IMAGE_KEY], []), height, width
-        ).numpy()
-        probs = model.predict(image)
-        k = int(probs.argmax())
-        results.append(
-            {
-                "image": path,
-                "class_name": labels[k] if k < len(labels) else str(k),
-                "class_index": k,
-                "probability": float(probs[k]),
-                "model_version": version_dir.name,
-                "tflite_variant": variant,
-            }
-        )
+    # the interpreter's XNNPACK banner is written to fd 2 by native code: off unless -v
+    with env.quiet_native_stderr():
+        model = evaluate.TFLiteClassifier(str(found[variant]))
+        _, height, width, _ = model.input_shape
+        saved = tf.saved_model.load(str(version_dir))
+        # The restored layer keeps only the raw-feature structure it was traced with at export (image_bytes alone, or
+        # with label / source_path): feed those keys, the others empty; only ``image`` is read back.
+        keys = list(saved.tft_layer.__call__.concrete_functions[0].structured_input_signature[0][0])
+        results = []
+        for path in images:
+            data = Path(path).read_bytes()
+            try:
+                raw = {k: tf.constant([data if k == features.IMAGE_KEY else b""]) for k in keys}
+                out = saved.tft_layer(raw)
+            except tf.errors.InvalidArgumentError as e:
+                results.append(
+                    {
+                        "image": path,
+                        "error": f"not a readable image: {reason(data, e.message)}",
+                        "model_version": version_dir.name,
+                        "tflite_variant": variant,
+                    }
+                )
+                continue
+            image = features.decode_transformed_image(
+                tf.reshape(out[features.TRANSFORMED_IMAGE_KEY], []), height, width
+            ).numpy()
+            probs = model.predict(image)
+            k = int(probs.argmax())
+            results.append(
+                {
+                    "image": path,
+                    "class_name": labels[k] if k < len(labels) else str(k),
+                    "class_index": k,
+                    "probability": float(probs[k]),
+                    "model_version": version_dir.name,
+                    "tflite_variant": variant,
+                }
+            )
     return results

@@ -255,6 +255,15 @@ def test_graft_predict_tflite_answers(trained, variants, tmp_path):
     assert predict.predict_files(serving, [str(img)])[0]["class_name"] == answer["class_name"]
     with pytest.raises(predict.PredictError, match="variant 'dynamic_range' was not pushed"):
         predict.predict_files_tflite(serving, [str(img)], "dynamic_range")
+    # A file that is no image among good ones: the good ones are answered, the bad one named with the reason.
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("not an image at all")
+    good, wrong, again = predict.predict_files_tflite(serving, [str(img), str(bad), str(img)])
+    assert good["class_name"] == again["class_name"] == answer["class_name"]
+    assert wrong["image"] == str(bad) and "class_name" not in wrong
+    assert (
+        wrong["error"].startswith("not a readable image: ") and "Graph execution error" not in wrong["error"]
+    )
 
 
 def test_summary_lines_and_report_rows_give_each_variant_its_fate(variants):
