@@ -92,6 +92,11 @@ class RunSummary:
     tflite: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
+    def pushed_earlier(self) -> bool:
+        """This run's Pusher was cached: what serves was pushed by an earlier run, nothing new now."""
+        return any(e.node_id == "Pusher" and e.state == "CACHED" for e in self.executions)
+
+    @property
     def seconds(self) -> float:
         return max(0.0, (self.end_ms - self.start_ms) / 1000.0)
 

@@ -29,9 +29,8 @@ def render(s: RunSummary, cfg: GraftConfig, report_path: str | None = None) -> s
     if s.skipped_files:
         where = "listed in the report" if report_path else "`graft report` lists them"
         lines.append(f"[graft] {len(s.skipped_files)} file(s) skipped, each with its reason ({where})")
-    pusher_cached = any(e.node_id == "Pusher" and e.state == "CACHED" for e in s.executions)
     if s.blessed:
-        if pusher_cached and s.pushed:
+        if s.pushed_earlier and s.pushed:
             lines.append(
                 f"[graft] blessed earlier; nothing new pushed: version {s.pushed_version} already serves at "
                 f"{s.pushed_path}"

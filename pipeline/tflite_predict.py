@@ -65,31 +65,20 @@ def predict_files(
         for path in images:
             data = Path(path).read_bytes()
             try:
-                raw = {k: tf.constant([data if k == features.IMAGE_KEY else b""]) for k in keys}
-                out = saved.tft_layer(raw)
-            except tf.errors.InvalidArgumentError as e:
-                results.append(
-                    {
-                        "image": path,
-                        "error": f"not a readable image: {reason(data, e.message)}",
-                        "model_version": version_dir.name,
-                        "tflite_variant": variant,
-                    }
+                out = saved.tft_layer(
+                    {k: tf.constant([data if k == features.IMAGE_KEY else b""]) for k in keys}
                 )
-                continue
-            image = features.decode_transformed_image(
-                tf.reshape(out[features.TRANSFORMED_IMAGE_KEY], []), height, width
-            ).numpy()
-            probs = model.predict(image)
-            k = int(probs.argmax())
+            except tf.errors.InvalidArgumentError as e:
+                answer = {"error": f"not a readable image: {reason(data, e.message)}"}
+            else:
+                image = features.decode_transformed_image(
+                    tf.reshape(out[features.TRANSFORMED_IMAGE_KEY], []), height, width
+                ).numpy()
+                probs = model.predict(image)
+                k = int(probs.argmax())
+                label = labels[k] if k < len(labels) else str(k)
+                answer = {"class_name": label, "class_index": k, "probability": float(probs[k])}
             results.append(
-                {
-                    "image": path,
-                    "class_name": labels[k] if k < len(labels) else str(k),
-                    "class_index": k,
-                    "probability": float(probs[k]),
-                    "model_version": version_dir.name,
-                    "tflite_variant": variant,
-                }
+                {"image": path, **answer, "model_version": version_dir.name, "tflite_variant": variant}
             )
     return results

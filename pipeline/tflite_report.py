@@ -41,15 +41,16 @@ def rows(s) -> list[dict[str, Any]]:
     """Per variant: the figures plus ``pushed`` (bool) and ``why`` (plain words)."""
     data = s.tflite or {}
     sm_size = data.get("saved_model_size_bytes") or 0
-    # A cached rerun's Pusher pushed nothing new: the variants serve from the version pushed earlier.
-    earlier = any(e.node_id == "Pusher" and e.state == "CACHED" for e in getattr(s, "executions", None) or [])
     out = []
     for r in data.get("variants", []):
         if not r.get("blessed"):
             pushed, why = False, f"refused: {r.get('reason')}"
         elif s.pushed:
             where = f"{s.pushed_path}/tflite/{r.get('file')}"
-            pushed, why = True, (f"pushed earlier: serves from {where}" if earlier else f"pushed to {where}")
+            pushed, why = (
+                True,
+                (f"pushed earlier: serves from {where}" if s.pushed_earlier else f"pushed to {where}"),
+            )
         elif s.blessed is False:
             pushed, why = False, "passed its gate, but the SavedModel was not blessed: nothing was pushed"
         else:
