@@ -106,7 +106,7 @@ def export_variants(
     test_images, test_labels = convert.transformed_images(examples_uri, features.TEST_SPLIT, height, width)
     reference_predict = evaluate.saved_model_predict(fn)
     recomputed = evaluate.accuracies(
-        evaluate.predict_all(reference_predict, test_images), test_labels, class_names
+        evaluate.saved_model_probabilities(loaded, test_images), test_labels, class_names
     )["overall"][0]
     from_evaluator = evaluate.evaluator_accuracy(evaluation_uri) if evaluation_uri else None
     reference = recomputed if from_evaluator is None else from_evaluator
@@ -132,8 +132,9 @@ def export_variants(
             continue
         with tf.io.gfile.GFile(os.path.join(out_dir, filename), "wb") as f:
             f.write(flatbuffer)
-        model = evaluate.TFLiteClassifier(flatbuffer)
-        accs = evaluate.accuracies(evaluate.predict_all(model.predict, test_images), test_labels, class_names)
+        model = evaluate.TFLiteClassifier(flatbuffer)  # default threads: the latency figure below
+        scorer = evaluate.TFLiteClassifier(flatbuffer, num_threads=evaluate.scoring_threads())
+        accs = evaluate.accuracies(evaluate.predict_all(scorer.predict, test_images), test_labels, class_names)
         accuracy, n = accs["overall"]
         blessed, reason = evaluate.gate(accuracy, reference, max_accuracy_drop)
         evaluate.write_tfma_results(

@@ -120,6 +120,21 @@ def test_tflite_probabilities_match_the_saved_model(trained, variants):
     np.testing.assert_allclose(got, ref, atol=0.02)
 
 
+def test_fast_scoring_paths_give_the_same_probabilities(trained, variants):
+    """The component scores with the batched SavedModel and an every-core interpreter (speed); both must give
+    what the batch-1 paths give (those are what latency and conversion use)."""
+    out = variants[0]
+    loaded, fn = convert.load_classifier(trained["export_dir"], SIZE, SIZE)
+    images, _ = convert.transformed_images(trained["examples"], "test", SIZE, SIZE)
+    batch1 = evaluate.predict_all(evaluate.saved_model_predict(fn), images)
+    np.testing.assert_allclose(evaluate.saved_model_probabilities(loaded, images, batch=4), batch1, atol=1e-5)
+    path = os.path.join(out, "model_int8.tflite")
+    default = evaluate.predict_all(evaluate.TFLiteClassifier(path).predict, images)
+    threaded = evaluate.predict_all(evaluate.TFLiteClassifier(path, num_threads=2).predict, images)
+    np.testing.assert_allclose(threaded, default, atol=1e-6)
+    assert evaluate.scoring_threads() >= 1
+
+
 def test_blank_representative_set_breaks_int8_and_is_refused(trained, tmp_path, monkeypatch):
     """Calibrating on blank images gives activation ranges of nothing: the int8 model is refused by the gate, with
     both figures in the reason; the float16 variant still passes."""
