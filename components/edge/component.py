@@ -134,7 +134,9 @@ def export_variants(
             f.write(flatbuffer)
         model = evaluate.TFLiteClassifier(flatbuffer)  # default threads: the latency figure below
         scorer = evaluate.TFLiteClassifier(flatbuffer, num_threads=evaluate.scoring_threads())
-        accs = evaluate.accuracies(evaluate.predict_all(scorer.predict, test_images), test_labels, class_names)
+        accs = evaluate.accuracies(
+            evaluate.predict_all(scorer.predict, test_images), test_labels, class_names
+        )
         accuracy, n = accs["overall"]
         blessed, reason = evaluate.gate(accuracy, reference, max_accuracy_drop)
         evaluate.write_tfma_results(
