@@ -46,6 +46,8 @@ class Features:
     x: np.ndarray  # float32 [N, F]
     y: np.ndarray  # int64 [N]
     seconds: float
+    # cut_cache.py: the part of ``seconds`` the backbone's top took on cached activations (phase 2's estimate)
+    top_seconds: float | None = None
 
     @property
     def count(self) -> int:

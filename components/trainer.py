@@ -199,6 +199,29 @@ def _custom_config(fn_args) -> tuple[TrainConfig, BackboneConfig, Any]:
     )
 
 
+def _plan_cut(model, backbone, train_cfg, examples: int):
+    """(cut_cache.Cut, None) when phase 2 can run on cached activations, else (None, why not / None)."""
+    if train_cfg.fine_tune_fraction <= 0 or train_cfg.phase2_epochs <= 0:
+        return None, None
+    from graft.components import cut_cache
+    from graft.components.backbones import metadata
+
+    meta = metadata.read_module_metadata(backbone.path) if backbone.source == "offline" else None
+    cut, why = cut_cache.plan(model, meta, backbone.height, backbone.width)
+    if cut is None:
+        logging.info("Graft Trainer: phase 2 on images: %s", why)
+        return None, why
+    need = cut_cache.activation_bytes(cut, examples)
+    if need > train_cfg.phase2_cache_mb * 2**20:
+        why = (
+            f"the activations below {cut.layer} of {examples} train + val images need {need / 2**20:.0f} MiB, "
+            f"over train.phase2_cache_mb={train_cfg.phase2_cache_mb}: phase 2 on images"
+        )
+        logging.info("Graft Trainer: %s", why)
+        return None, why
+    return cut, None
+
+
 def run_fn(fn_args) -> None:
     """TFX Trainer entry point (``run_fn='graft.components.trainer.run_fn'``)."""
     import tensorflow_transform as tft
@@ -283,7 +306,22 @@ def run_fn(fn_args) -> None:
         text=text,
     )
     cached, estimate, n_train = None, None, int(counts.sum())
-    if train_cfg.cache_features:
+    cut, cut_note = None, None
+    if train_cfg.cache_features and not text:
+        n_val = int(label_counts(fn_args.eval_files, tf_transform_output, num_classes).sum())
+        with device.strategy.scope():
+            cut, cut_note = _plan_cut(model, backbone, train_cfg, n_train + n_val)
+    if cut is not None:
+        from graft.components import cut_cache
+
+        train_a = cut_cache.extract(cut, dataset(fn_args.train_files, False))
+        val_a = cut_cache.extract(cut, val_ds)
+        train_f, val_f = cut_cache.features(cut, train_a), cut_cache.features(cut, val_a)
+        cached = (train_f, val_f)
+        estimate = cut_cache.epoch_estimate(train_f, val_f)
+        cut_note = {**cut.record(), "bytes": int(train_a.x.nbytes + val_a.x.nbytes)}
+        cut = (cut, train_a, val_a)
+    elif train_cfg.cache_features:
         train_f = feature_cache.extract(extractor, dataset(fn_args.train_files, False))
         val_f = feature_cache.extract(extractor, val_ds)
         cached = (train_f, val_f)
@@ -309,6 +347,7 @@ def run_fn(fn_args) -> None:
             phase2_epoch_estimate=estimate,
             n_train=n_train,
             text=text,
+            cut=cut,
         )
     if cached is not None:
         history["feature_cache"] = {
@@ -317,6 +356,8 @@ def run_fn(fn_args) -> None:
             "seconds": round(cached[0].seconds + cached[1].seconds, 3),
             "phase2_epoch_estimate_seconds": round(estimate, 1),
         }
+    if cut_note is not None:
+        history["phase2_cache"] = cut_note if isinstance(cut_note, dict) else {"not_used": cut_note}
     history.update(
         {
             "device": device.description,

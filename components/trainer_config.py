@@ -40,15 +40,22 @@ class TrainConfig:
     phase1_epochs: int = 200
     phase1_learning_rate: float = 1e-3
     phase1_patience: int = 10
-    # Phase 2: fine-tune the top fraction of the backbone's variables (0 skips phase 2, 1.0 trains all), on
-    # augmented images, warm-up (phase2_warmup_epochs) then cosine decay from phase2_learning_rate; kept only if it
-    # beats phase 1 on val loss.
-    fine_tune_fraction: float = 0.3
-    phase2_epochs: int = 3
-    phase2_learning_rate: float = 1e-5
+    # Phase 2: fine-tune the top fraction of the backbone's variables (0 skips phase 2, 1.0 trains all), warm-up
+    # (phase2_warmup_epochs) then cosine decay from phase2_learning_rate; kept only if it beats phase 1 on val loss.
+    # On a module Graft can cut (its own offline ones, cut_cache.py) it runs on cached activations below the
+    # fine-tuned layers (~10 s an epoch on 3,500 images at 224 px, 2 cores); otherwise on augmented images.
+    # Defaults measured that way (MobileNet V1 224 px; 0.07 = its last block, 6 of 81 variables; 12 epochs at 1e-4):
+    # MNIST test 0.977 -> 0.985, CIFAR slice 0.723 -> 0.753 (README, Trainer). The old 0.3 / 3 epochs / 1e-5 on
+    # images moved nothing.
+    fine_tune_fraction: float = 0.07
+    phase2_epochs: int = 12
+    phase2_learning_rate: float = 1e-4
     phase2_warmup_epochs: float = 0.5
-    # Phase 2's early-stopping patience (epochs without a better val loss), and how many of its first epochs may
-    # fail to beat phase 1's best val loss before it stops (1: fine-tuning is judged after its first epoch).
+    # Memory cap (MiB) of the cached activations (float16, train + val); above it phase 2 runs on images.
+    phase2_cache_mb: int = 2048
+    # Phase 2 on images: early-stopping patience (epochs without a better val loss), and how many of its first
+    # epochs may fail to beat phase 1's best val loss before it stops (1: judged after its first epoch). On cached
+    # activations every epoch runs and the best is kept.
     early_stopping_patience: int = 1
     # Time budget of the whole Trainer, minutes (None: none). Phase 2 runs only if its first epoch is estimated to
     # fit in what phase 1 left, and stops (best weights kept) when the budget is spent.
@@ -76,6 +83,7 @@ class TrainConfig:
             f"{self.max_minutes}: must be > 0 (or null: no budget)",
         )
         _check(self.phase2_epochs >= 0, "train.phase2_epochs", "must be >= 0")
+        _check(self.phase2_cache_mb >= 0, "train.phase2_cache_mb", "must be >= 0 (0: phase 2 on images)")
         for k in ("phase1_learning_rate", "phase2_learning_rate"):
             v = getattr(self, k)
             _check(0.0 < v < 1.0, f"train.{k}", f"{v} is out of range: must be > 0 and < 1")

@@ -292,11 +292,15 @@ def train_two_phases(
     n_train: int | None = None,
     shuffle_features: bool = True,
     text: bool = False,
+    cut: tuple | None = None,
 ) -> dict:
     """Phase 1 then (unless it steps aside) phase 2 on ``model``; returns the history record.
 
     ``cached`` = (train Features, val Features) puts phase 1 on cached features; None fits it on ``train_ds``.
     ``text``: the batches are token ids (the history says so; text has no augmentation).
+    ``cut`` = (cut_cache.Cut, train Activations, val Activations) puts phase 2 on cached activations below the
+    fine-tuned top (cut_cache.py): all ``train.phase2_epochs`` run (epochs are cheap there; the best is kept) and
+    phase 2 is judged against phase 1 once, at the end.
     """
     strategy = strategy or tf.distribute.get_strategy()
     common = dict(
@@ -353,27 +357,59 @@ def train_two_phases(
             round(train_cfg.phase2_warmup_epochs * steps),
             train_cfg.phase2_epochs * steps,
         )
-        model_lib.set_phase(model, 2)
-        n_backbone = len(model_lib.backbone_layer(model).trainable_weights)
-        p2 = fit_phase(
-            model,
-            2,
-            train_ds,
-            val_ds,
-            on="texts (token ids)" if text else "augmented images",
-            epochs=train_cfg.phase2_epochs,
-            initial_epoch=next_epoch,
-            learning_rate=schedule,
-            patience=train_cfg.early_stopping_patience,
-            steps_per_epoch=train_cfg.steps_per_epoch,
-            trainable_backbone_variables=n_backbone,
-            deadline=deadline,
-            # Judged against phase 1 from its first epoch(s): weights that do not beat phase 1 are never kept.
-            baseline=p1.best_val_loss if math.isfinite(p1.best_val_loss) else None,
-            **common,
-        )
+        if cut is not None:
+            from graft.components import cut_cache
+
+            the_cut, train_a, val_a = cut
+            seed = int(train_cfg.seed)
+            steps = max(1, math.ceil(train_a.count / train_cfg.batch_size))
+            schedule = WarmupCosine(
+                train_cfg.phase2_learning_rate,
+                round(train_cfg.phase2_warmup_epochs * steps),
+                train_cfg.phase2_epochs * steps,
+            )
+            with strategy.scope():
+                top_model = cut_cache.fit_model(the_cut, model)
+            p2 = fit_phase(
+                top_model,
+                2,
+                cut_cache.dataset(train_a, train_cfg.batch_size, shuffle=shuffle_features, seed=seed),
+                cut_cache.dataset(val_a, train_cfg.batch_size, shuffle=False, seed=seed),
+                on=f"cached activations below {the_cut.layer}",
+                epochs=train_cfg.phase2_epochs,
+                initial_epoch=next_epoch,
+                learning_rate=schedule,
+                patience=train_cfg.phase2_epochs,  # every epoch runs; the best one is restored
+                steps_per_epoch=None,
+                trainable_backbone_variables=the_cut.trainable_variables,
+                deadline=deadline,
+                baseline=None,
+                **common,
+            )
+        else:
+            model_lib.set_phase(model, 2)
+            n_backbone = len(model_lib.backbone_layer(model).trainable_weights)
+            p2 = fit_phase(
+                model,
+                2,
+                train_ds,
+                val_ds,
+                on="texts (token ids)" if text else "augmented images",
+                epochs=train_cfg.phase2_epochs,
+                initial_epoch=next_epoch,
+                learning_rate=schedule,
+                patience=train_cfg.early_stopping_patience,
+                steps_per_epoch=train_cfg.steps_per_epoch,
+                trainable_backbone_variables=n_backbone,
+                deadline=deadline,
+                # Judged against phase 1 from its first epoch(s): weights that do not beat phase 1 are never kept.
+                baseline=p1.best_val_loss if math.isfinite(p1.best_val_loss) else None,
+                **common,
+            )
         phases.append(p2)
         if p2.best_val_loss < p1.best_val_loss:
+            if cut is not None:
+                cut_cache.write_back(cut[0])  # the exported classifier holds the fine-tuned top
             selected = {"phase": 2, "epoch": p2.best_epoch, "val_loss": p2.best_val_loss}
         else:
             logging.info(

@@ -167,16 +167,8 @@ def _hub_module_class():
     return HubImageModule
 
 
-def build_tiny(size: int = TINY_DEFAULT_SIZE, out_dir: str | Path | None = None, force: bool = False) -> Path:
-    """A small random-init CNN (3 x conv + BatchNorm + ReLU6, global average pool -> 64 features), seeded."""
-    lo, hi = TINY_SIZE_RANGE
-    if not isinstance(size, int) or not lo <= size <= hi:
-        raise BackboneError(f"tiny backbone: size {size!r} must be an integer in [{lo}, {hi}]")
-    out = offline_module_dir(TINY, size, out_dir=out_dir)
-    key = _build_key(TINY, "feature_vector", size, f"seed:{TINY_SEED}")
-    if not force and _up_to_date(out, key):
-        return out
-
+def tiny_keras_model(size: int):
+    """The tiny backbone's Keras graph (seeded init; inputs in [-1, 1]): built here and rebuilt by cut_cache.py."""
     import tensorflow as tf
 
     k = tf.keras
@@ -195,7 +187,20 @@ def build_tiny(size: int = TINY_DEFAULT_SIZE, out_dir: str | Path | None = None,
         x = k.layers.BatchNormalization(name=f"block{i}_bn")(x)
         x = k.layers.ReLU(6.0, name=f"block{i}_relu")(x)
     x = k.layers.GlobalAveragePooling2D(name="pool")(x)
-    model = k.Model(inputs, x, name="graft_tiny")
+    return k.Model(inputs, x, name="graft_tiny")
+
+
+def build_tiny(size: int = TINY_DEFAULT_SIZE, out_dir: str | Path | None = None, force: bool = False) -> Path:
+    """A small random-init CNN (3 x conv + BatchNorm + ReLU6, global average pool -> 64 features), seeded."""
+    lo, hi = TINY_SIZE_RANGE
+    if not isinstance(size, int) or not lo <= size <= hi:
+        raise BackboneError(f"tiny backbone: size {size!r} must be an integer in [{lo}, {hi}]")
+    out = offline_module_dir(TINY, size, out_dir=out_dir)
+    key = _build_key(TINY, "feature_vector", size, f"seed:{TINY_SEED}")
+    if not force and _up_to_date(out, key):
+        return out
+
+    model = tiny_keras_model(size)
     meta = {
         "name": TINY,
         "variant": "feature_vector",
