@@ -110,10 +110,10 @@ def plan(model: tf.keras.Model, module_meta: dict | None, height: int, width: in
     keras_vars = list(rebuilt.variables)
     if len(module_vars) != len(keras_vars) or any(
         _stripped(a.name) != _stripped(b.name) or tuple(a.shape) != tuple(b.shape)
-        for a, b in zip(keras_vars, module_vars)
+        for a, b in zip(keras_vars, module_vars, strict=True)
     ):
         return None, f"the rebuilt {name} graph does not match the module's variables: phase 2 on images"
-    for kv, mv in zip(keras_vars, module_vars):
+    for kv, mv in zip(keras_vars, module_vars, strict=True):
         kv.assign(mv)
     layers = [lyr for lyr in rebuilt.layers if not isinstance(lyr, tf.keras.layers.InputLayer)]
     first = next(

@@ -97,7 +97,7 @@ def test_kept_phase_two_is_written_into_the_exported_backbone(data):
     assert len([r for r in history["epochs"] if r["phase"] == 2]) == 4  # every epoch runs
     assert history["selected"]["phase"] == 2, history  # learnable shapes: fine-tuning lowers val loss
     after = _module_values(model)
-    assert any(not np.array_equal(a, b) for a, b in zip(before, after))
+    assert any(not np.array_equal(a, b) for a, b in zip(before, after, strict=True))
     # What the classifier (the exported graph) computes is what phase 2 trained on the activations.
     np.testing.assert_allclose(
         feature_cache.extract(feature_cache.feature_extractor(model), val).x,
@@ -118,13 +118,15 @@ def test_discarded_phase_two_leaves_the_module_untouched(data):
         model, train, val, cfg, 3, cached=feats, cut=(cut, *acts), shuffle_features=False
     )
     assert history["selected"]["phase"] == 1, history
-    for a, b in zip(before, _module_values(model)):
+    for a, b in zip(before, _module_values(model), strict=True):
         np.testing.assert_array_equal(a, b)
 
 
 def test_modules_graft_cannot_rebuild_fall_back_to_images(data):
     model = model_lib.build_classifier(
-        types.SimpleNamespace(handle="t", path=data["foreign"], height=SIZE, width=SIZE, value_range=(0.0, 1.0)),
+        types.SimpleNamespace(
+            handle="t", path=data["foreign"], height=SIZE, width=SIZE, value_range=(0.0, 1.0)
+        ),
         3,
         _cfg(fine_tune_fraction=0.5),
     )
