@@ -22,17 +22,9 @@ DEMO_SETTINGS = {
     "backbone.handle": DEMO_BACKBONE,
     "backbone.input_size": DEMO_SIZE,
     "push.model_name": "digits",
-    # Digits are not mirror-symmetric: no horizontal flips.
+    # Digits are not mirror-symmetric: no horizontal flips (used only if phase 2 falls back to images).
     "train.augment.horizontal_flip": False,
-    # Handwriting is far from ImageNet: fine-tune half of the backbone at 1e-4 (10x below phase 1's default).
-    "train.fine_tune_fraction": 0.5,
-    "train.phase2_epochs": 4,
-    "train.phase2_learning_rate": 1e-4,
-    # Its first epoch (in warm-up) is worse than phase 1 on digits (val loss 0.303 vs 0.102), the next ones far better
-    # (0.072, 0.046, 0.037; measured at 3310d28): give phase 2 two epochs to beat phase 1, not the default one.
-    "train.early_stopping_patience": 2,
-    # Phase 1 converges on cached features in seconds; the budget leaves room for the 4 fine-tuning epochs on 2 cores.
-    "train.max_minutes": 12,
+    # Phase 2 is the default: the backbone's last block fine-tuned on cached activations (12 epochs at 1e-4).
     "evaluation.min_accuracy": 0.95,
     "evaluation.min_class_recall": 0.8,
 }

@@ -9,7 +9,7 @@ def test_defaults_validate_and_roundtrip_json():
     cfg = GraftConfig().validate()
     again = GraftConfig.from_json(cfg.to_json())
     assert again == cfg
-    assert cfg.train.fine_tune_fraction == 0.3
+    assert cfg.train.fine_tune_fraction == 0.07
     assert cfg.evaluation.min_accuracy > 0  # thresholds always exist (tfx#5148)
 
 
