@@ -5,9 +5,9 @@ of MobileNet V1 at 224 px over 3,500 images takes ~250 s and the time budget all
 every benchmark set; the head alone ties a linear probe). Only the top is trained, and BatchNorm runs in inference
 mode, so everything below the first fine-tuned layer is a fixed function of the image: cache its output once (the
 same single forward pass the feature cache makes) and phase 2's epochs run the top alone. Measured on 2 cores,
-MobileNet V1 224 px, its last block fine-tuned (``train.fine_tune_fraction`` 0.07), Adam 1e-4 cosine, 12 epochs:
-MNIST 3,516 train images 134 s (val loss 0.0707 -> 0.0628, test 0.977 -> 0.985); CIFAR slice 2,712 images 113 s
-(val loss 0.695 -> 0.666, test 0.723 -> 0.753). No augmentation reaches these epochs (the activations are fixed);
+MobileNet V1 224 px, its last block fine-tuned (``train.fine_tune_fraction`` 0.07), Adam 1e-4 cosine: an epoch over
+3,516 MNIST images ~9 s, over the 2,712 CIFAR-slice images ~8 s; test accuracy after 8 epochs MNIST 0.977 -> 0.983,
+CIFAR slice 0.723 -> 0.742 (12 epochs: 0.985, 0.750). No augmentation reaches these epochs (the activations are fixed);
 val decides, as on images: phase 2's weights are kept only if they beat phase 1's val loss.
 
 How:

@@ -9,8 +9,10 @@ Given to TFX by dotted path (``run_fn='graft.components.trainer.run_fn'``), with
    (``backbones.effective_value_range``). One batch goes through the backbone before anything trains; non-finite or
    degenerate features fail the run with the range used and where it came from (``feature_cache.sanity_check``).
 3. Phase 1 on cached features (``feature_cache.py``): train and val go through the frozen backbone once and the
-   head is fitted on the vectors to convergence. Phase 2 fine-tunes the top of the backbone on augmented images
-   within ``train.max_minutes`` and is kept only if it beats phase 1 on val (``training_loop.py``).
+   head is fitted on the vectors to convergence. Phase 2 fine-tunes the top of the backbone within
+   ``train.max_minutes`` and is kept only if it beats phase 1 on val (``training_loop.py``): on Graft's own modules
+   on cached activations below the fine-tuned layers (``cut_cache.py``; the same single forward pass also gives
+   phase 1's features), else on augmented images.
 4. ``training_history.json`` (per epoch: phase, loss, accuracy, val_loss, val_accuracy, learning_rate; per phase:
    what it ran on, epochs, best epoch, seconds; the feature cache; why phase 2 was skipped; the selected weights)
    is written to ``model_run_dir`` and next to the exported model (the Model artifact's root).

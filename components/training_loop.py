@@ -9,12 +9,14 @@ changes: how each phase fits, its schedule, its stopping rules, and which weight
    the same fit runs on images (augmented, the backbone recomputed every step).
 2. Phase 2, fine-tuning (skipped when ``train.fine_tune_fraction`` or ``train.phase2_epochs`` is 0, or when the
    time budget cannot hold one epoch): the top fraction of the backbone's variables trains (BatchNorm in inference
-   mode, ``model.py``), on augmented images, a fresh Adam with a linear warm-up over ``train.phase2_warmup_epochs``
-   then cosine decay from ``train.phase2_learning_rate`` to 0 at the last epoch, early stopping on val loss, best
-   weights restored. It is also judged against phase 1 from its start: if none of its first
+   mode, ``model.py``), a fresh Adam with a linear warm-up over ``train.phase2_warmup_epochs`` then cosine decay
+   from ``train.phase2_learning_rate`` to 0 at the last epoch, best weights restored. On a module Graft can cut
+   (``cut_cache.py``) it runs on the cached activations below the fine-tuned layers: every epoch runs (they cost
+   seconds) and the trained top is written back into the module when kept. Otherwise on augmented images, with early
+   stopping on val loss, and judged against phase 1 from its start: if none of its first
    ``train.early_stopping_patience`` epochs (default 1) beats phase 1's best val loss it stops there, so fine-tuning
-   that does not help costs one epoch, not the budget. Phase 2's weights are kept only if its best val loss beats
-   phase 1's; otherwise phase 1's weights are put back.
+   that does not help costs one epoch, not the budget. Either way phase 2's weights are kept only if its best val
+   loss beats phase 1's; otherwise phase 1's weights are put back.
 3. ``train.max_minutes`` bounds the whole Trainer: phase 2 starts only if its first epoch is estimated to fit in
    what is left (from the measured per-image forward time: an epoch is ~3 forward passes over train plus one over
    val), and stops at the end of the batch that spends the budget (validation still runs; the best epoch is kept).

@@ -22,9 +22,21 @@ DEMO_SETTINGS = {
     "backbone.handle": DEMO_BACKBONE,
     "backbone.input_size": DEMO_SIZE,
     "push.model_name": "digits",
-    # Digits are not mirror-symmetric: no horizontal flips (used only if phase 2 falls back to images).
+    # Digits are not mirror-symmetric: no horizontal flips.
     "train.augment.horizontal_flip": False,
-    # Phase 2 is the default: the backbone's last block fine-tuned on cached activations (12 epochs at 1e-4).
+    # Handwriting at 128 px is far from ImageNet photos: fine-tune half of the backbone on augmented images
+    # (phase2_cache_mb 0: not on cached activations). Measured at the new defaults instead (the last block on cached
+    # activations, no augmentation): phase 2 did not beat phase 1 (val loss 0.113 vs 0.102), test 0.960; this
+    # recipe: 0.981.
+    "train.phase2_cache_mb": 0,
+    "train.fine_tune_fraction": 0.5,
+    "train.phase2_epochs": 4,
+    "train.phase2_learning_rate": 1e-4,
+    # Its first epoch (in warm-up) is worse than phase 1 on digits (val loss 0.303 vs 0.102), the next ones far better
+    # (0.072, 0.046, 0.037; measured at 3310d28): give phase 2 two epochs to beat phase 1, not the default one.
+    "train.early_stopping_patience": 2,
+    # Phase 1 converges on cached features in seconds; the budget leaves room for the 4 fine-tuning epochs on 2 cores.
+    "train.max_minutes": 12,
     "evaluation.min_accuracy": 0.95,
     "evaluation.min_class_recall": 0.8,
 }

@@ -31,7 +31,7 @@ import tensorflow as tf
 from graft.components.edge.errors import EdgeExportError
 
 WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "CONV_3D")
-DEBUG_EXAMPLES = 32  # images the debugger runs to measure each layer's error (calibration uses all)
+DEBUG_EXAMPLES = 16  # images the debugger runs to measure each layer's error (calibration uses all)
 WORST_LAYERS = 5
 KEY = "edge.int8_float_layers"
 
