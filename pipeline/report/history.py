@@ -64,6 +64,10 @@ def run_history(
     live = recovery.run_lock_held(run_root)
     for rid in ids:
         s = runs.summarize(metadata_path, rid, pipeline_name, with_evaluation=False)
+        if s.status == "COMPLETE" and rid == ids[-1] and live and records[rid] is None:
+            # Every execution recorded so far has ended (cached ones end at once) but the next is not in MLMD yet:
+            # `graft run` writes the run's record when it ends, and the run lock is still held.
+            s.status = "RUNNING"
         acc = None
         uri = s.artifacts.get("ModelEvaluation")
         if uri:
