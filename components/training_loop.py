@@ -353,7 +353,10 @@ def train_two_phases(
     if skipped is None:
         phase1_weights = model.get_weights()
         next_epoch = (p1.epochs[-1]["epoch"] + 1) if p1.epochs else 0
-        steps = _steps(train_ds, train_cfg, n_train)
+        if cut is not None:  # one pass over the cached activations
+            steps = max(1, math.ceil(cut[1].count / train_cfg.batch_size))
+        else:
+            steps = _steps(train_ds, train_cfg, n_train)
         schedule = WarmupCosine(
             train_cfg.phase2_learning_rate,
             round(train_cfg.phase2_warmup_epochs * steps),
@@ -364,12 +367,6 @@ def train_two_phases(
 
             the_cut, train_a, val_a = cut
             seed = int(train_cfg.seed)
-            steps = max(1, math.ceil(train_a.count / train_cfg.batch_size))
-            schedule = WarmupCosine(
-                train_cfg.phase2_learning_rate,
-                round(train_cfg.phase2_warmup_epochs * steps),
-                train_cfg.phase2_epochs * steps,
-            )
             with strategy.scope():
                 top_model = cut_cache.fit_model(the_cut, model)
             p2 = fit_phase(

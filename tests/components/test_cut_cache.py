@@ -62,6 +62,12 @@ def _planned(data, fraction=0.5):
     return model, cut
 
 
+def _cached(cut, train, val):
+    """(train, val activations), (train, val features): what run_fn hands the loop."""
+    acts = (cut_cache.extract(cut, train), cut_cache.extract(cut, val))
+    return acts, (cut_cache.features(cut, acts[0]), cut_cache.features(cut, acts[1]))
+
+
 def _module_values(model):
     return [v.numpy().copy() for v in model_lib.backbone_layer(model)._func.variables]  # noqa: SLF001
 
@@ -85,8 +91,7 @@ def test_bottom_then_top_is_the_module(data):
 def test_kept_phase_two_is_written_into_the_exported_backbone(data):
     model, cut = _planned(data)
     train, val = _sets(data)
-    acts = (cut_cache.extract(cut, train), cut_cache.extract(cut, val))
-    feats = (cut_cache.features(cut, acts[0]), cut_cache.features(cut, acts[1]))
+    acts, feats = _cached(cut, train, val)
     before = _module_values(model)
     cfg = _cfg(fine_tune_fraction=0.5, phase2_epochs=4, phase2_learning_rate=3e-3, max_minutes=None)
     history = training_loop.train_two_phases(
@@ -109,8 +114,7 @@ def test_kept_phase_two_is_written_into_the_exported_backbone(data):
 def test_discarded_phase_two_leaves_the_module_untouched(data):
     model, cut = _planned(data)
     train, val = _sets(data)
-    acts = (cut_cache.extract(cut, train), cut_cache.extract(cut, val))
-    feats = (cut_cache.features(cut, acts[0]), cut_cache.features(cut, acts[1]))
+    acts, feats = _cached(cut, train, val)
     before = _module_values(model)
     # A learning rate that wrecks the top: its val loss cannot beat phase 1's.
     cfg = _cfg(fine_tune_fraction=0.5, phase2_epochs=2, phase2_learning_rate=0.9, phase2_warmup_epochs=0.0)
