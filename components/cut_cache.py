@@ -77,17 +77,6 @@ class Cut:
         }
 
 
-@dataclass
-class Activations:
-    x: np.ndarray  # float16 [N, ...]
-    y: np.ndarray  # int64 [N]
-    seconds: float
-
-    @property
-    def count(self) -> int:
-        return int(self.y.shape[0])
-
-
 def _stripped(name: str) -> str:
     return name.split(":")[0]
 
@@ -147,18 +136,12 @@ def activation_bytes(cut: Cut, examples: int) -> int:
     return int(examples * np.prod(cut.top.input.shape[1:]) * 2)
 
 
-def extract(cut: Cut, dataset: tf.data.Dataset) -> Activations:
+def extract(cut: Cut, dataset: tf.data.Dataset) -> feature_cache.Features:
     """One inference pass of ``bottom`` over (images, labels) batches; activations kept as float16."""
-    step = tf.function(lambda images: cut.bottom(images, training=False))
-    xs, ys = [], []
-    start = time.monotonic()
-    for images, labels in dataset:
-        xs.append(step(images).numpy().astype(np.float16))
-        ys.append(labels.numpy())
-    return Activations(np.concatenate(xs), np.concatenate(ys).astype(np.int64), time.monotonic() - start)
+    return feature_cache.extract(cut.bottom, dataset, dtype=np.float16)
 
 
-def features(cut: Cut, acts: Activations, batch_size: int = 256) -> feature_cache.Features:
+def features(cut: Cut, acts: feature_cache.Features, batch_size: int = 256) -> feature_cache.Features:
     """Phase 1's feature vectors: ``top`` on the cached activations (inference); seconds = the whole extraction."""
     step = tf.function(lambda a: cut.top(tf.cast(a, tf.float32), training=False))
     start = time.monotonic()
@@ -168,11 +151,9 @@ def features(cut: Cut, acts: Activations, batch_size: int = 256) -> feature_cach
     return feature_cache.Features(x, acts.y, acts.seconds + top_seconds, top_seconds=top_seconds)
 
 
-def dataset(acts: Activations, batch_size: int, *, shuffle: bool, seed: int) -> tf.data.Dataset:
-    ds = tf.data.Dataset.from_tensor_slices((acts.x, acts.y))
-    if shuffle:
-        ds = ds.shuffle(acts.count, seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).map(lambda a, y: (tf.cast(a, tf.float32), y)).prefetch(tf.data.AUTOTUNE)
+def dataset(acts: feature_cache.Features, batch_size: int, *, shuffle: bool, seed: int) -> tf.data.Dataset:
+    cast = lambda a, y: (tf.cast(a, tf.float32), y)  # noqa: E731
+    return feature_cache.feature_dataset(acts, batch_size, shuffle=shuffle, seed=seed).map(cast)
 
 
 def fit_model(cut: Cut, model: tf.keras.Model) -> tf.keras.Model:

@@ -63,18 +63,19 @@ def feature_extractor(model: tf.keras.Model) -> tf.keras.Model:
     return tf.keras.Model(model.input, model_lib.backbone_layer(model).output, name="feature_extractor")
 
 
-def extract(extractor: tf.keras.Model, dataset: tf.data.Dataset) -> Features:
-    """One forward pass (inference mode: no augmentation, BatchNorm statistics) over ``dataset`` (images, labels)."""
+def extract(extractor: tf.keras.Model, dataset: tf.data.Dataset, dtype=np.float32) -> Features:
+    """One forward pass (inference mode: no augmentation, BatchNorm statistics) over ``dataset`` (images, labels);
+    outputs kept as ``dtype`` batch by batch (cut_cache.py keeps activations as float16)."""
     # reduce_retracing: text batches come in a few lengths (cut to their longest row).
     step = tf.function(lambda images: extractor(images, training=False), reduce_retracing=True)
     xs, ys = [], []
     start = time.monotonic()
     for images, labels in dataset:
-        xs.append(step(images).numpy().astype(np.float32, copy=False))
+        xs.append(step(images).numpy().astype(dtype, copy=False))
         ys.append(labels.numpy())
     seconds = time.monotonic() - start
     if not xs:
-        return Features(np.zeros((0, extractor.output_shape[-1]), np.float32), np.zeros(0, np.int64), seconds)
+        return Features(np.zeros((0, *extractor.output_shape[1:]), dtype), np.zeros(0, np.int64), seconds)
     return Features(np.concatenate(xs), np.concatenate(ys).astype(np.int64), seconds)
 
 

@@ -300,7 +300,7 @@ def train_two_phases(
 
     ``cached`` = (train Features, val Features) puts phase 1 on cached features; None fits it on ``train_ds``.
     ``text``: the batches are token ids (the history says so; text has no augmentation).
-    ``cut`` = (cut_cache.Cut, train Activations, val Activations) puts phase 2 on cached activations below the
+    ``cut`` = (cut_cache.Cut, train activations, val activations: float16 Features) puts phase 2 on cached activations below the
     fine-tuned top (cut_cache.py): all ``train.phase2_epochs`` run (epochs are cheap there; the best is kept) and
     phase 2 is judged against phase 1 once, at the end.
     """
