@@ -2,12 +2,13 @@
 
 Each module exposes ``main(argv) -> list[dict]`` returning rows {name, ratio, goal, detail}; this driver prints
 them as one table (a ratio of None is a skipped row, its reason in the detail), and keeps the latest result of
-each bench, with when, how and on what machine it was measured, in ``bench/results/table.json`` and
-``bench/results/latest.md`` (a session of some benches updates those; the raw measurements behind each row are in
-``bench/results/<module>.json``). Options starting with ``-`` go to every module (each ignores what it does not
-know): ``--quick`` makes every bench a smoke test (one round, tiny sizes; its ratios are not the goals').
-A bench that fails is reported as a failed row and the others still run; the exit code is then 1.
-Benchmarks never run inside `make test`.
+each bench, with when, how, at which commit and on what machine it was measured, in ``bench/results/table.json``
+and ``bench/results/latest.md`` (a session of some benches updates those; the raw measurements behind each row are
+in ``bench/results/<module>.json``), and rewrites the README's table from them (``python -m bench --readme`` does
+only that). Options starting with ``-`` go to every module (each ignores what it does not know): ``--quick`` makes
+every bench a smoke test (one round, tiny sizes; its ratios are not the goals', and it touches neither the
+committed results nor the README). A bench that fails is reported as a failed row and the others still run; the
+exit code is then 1. Benchmarks never run inside `make test`.
 """
 
 from __future__ import annotations
@@ -56,15 +57,17 @@ def met(row: dict) -> str:
 TABLE = "table.json"
 
 
-def markdown(table: dict) -> str:
-    """The latest result of every bench (one section of rows per bench, each with when and how it was measured)."""
-    out = [
-        "Latest result of each bench (`python -m bench` updates the benches it runs). Ratios are medians of the "
-        "per-round ratios of sides measured side by side in one session; spreads in the detail.",
-        "",
-        "| benchmark | ratio | goal | met | detail |",
-        "|---|---:|---:|:---:|---|",
-    ]
+README = Path(__file__).resolve().parents[1] / "README.md"
+README_BEGIN = (
+    "<!-- bench table: generated from bench/results/table.json by `python -m bench --readme`; do not edit -->"
+)
+README_END = "<!-- end of the bench table -->"
+
+
+def table_lines(table: dict) -> list[str]:
+    """The table of the latest result of every bench (header, rows, then when / how / at which commit each ran):
+    the same lines in ``latest.md`` and in the README's Benchmarks section."""
+    out = ["| benchmark | ratio | goal | met | detail |", "|---|---:|---:|:---:|---|"]
     sessions = []
     for name in sorted(table):
         entry = table[name]
@@ -73,10 +76,35 @@ def markdown(table: dict) -> str:
             detail = str(r.get("detail", "")).replace("|", "/")
             out.append(f"| {r['name']} | {ratio} | {r.get('goal', '')} | {met(r)} | {detail} |")
         sessions.append(
-            f"- `{name}`: {entry['measured']}, `python -m bench {entry['argv']}`, {entry['seconds'] / 60:.0f} min; "
-            f"{entry['machine']}"
+            f"- `{name}`: {entry['measured']} at commit {entry.get('commit', 'not recorded')}, "
+            f"`python -m bench {entry['argv']}`, {entry['seconds'] / 60:.0f} min; {entry['machine']}"
         )
-    return "\n".join(out + ["", "Measured:", "", *sessions]) + "\n"
+    return out + ["", "Measured:", "", *sessions]
+
+
+def markdown(table: dict) -> str:
+    """The latest result of every bench (one section of rows per bench, each with when and how it was measured)."""
+    head = [
+        "Latest result of each bench (`python -m bench` updates the benches it runs). Ratios are medians of the "
+        "per-round ratios of sides measured side by side in one session; spreads in the detail.",
+        "",
+    ]
+    return "\n".join(head + table_lines(table)) + "\n"
+
+
+def sync_readme(table: dict, readme: Path = README) -> None:
+    """Rewrite the README's table (between its two marker lines) from ``table``: a figure there is always one of
+    bench/results, never a hand copy."""
+    text = readme.read_text()
+    if README_BEGIN not in text or README_END not in text:
+        raise SystemExit(
+            f"{readme}: the bench table markers are missing ({README_BEGIN!r} ... {README_END!r})"
+        )
+    before, rest = text.split(README_BEGIN, 1)
+    _, after = rest.split(README_END, 1)
+    readme.write_text(
+        before + README_BEGIN + "\n" + "\n".join(table_lines(table)) + "\n" + README_END + after
+    )
 
 
 def _machine_line() -> str:
@@ -87,7 +115,7 @@ def _machine_line() -> str:
     )
 
 
-def _store(table_path: Path, name: str, entry: dict) -> None:
+def _store(table_path: Path, name: str, entry: dict, readme: bool = False) -> None:
     """Record one bench's entry: read, update and write the table under an exclusive lock, so two bench sessions
     running at once (an hour-long one and a quick one) do not overwrite each other's entries with what they read
     when they started."""
@@ -99,13 +127,21 @@ def _store(table_path: Path, name: str, entry: dict) -> None:
         table[name] = entry
         table_path.write_text(json.dumps(table, indent=2, sort_keys=True, default=str) + "\n")
         (table_path.parent / "latest.md").write_text(markdown(table))
+        if readme:
+            sync_readme(table)
 
 
 def main(argv: list[str]) -> int:
-    names = [a for a in argv if not a.startswith("-")] or discover()
-    options = [a for a in argv if a.startswith("-")]
+    names = [a for a in argv if not a.startswith("-")]
+    options = [a for a in argv if a.startswith("-") and a != "--readme"]
     out_dir = common.results_dir("--quick" in options)
     table_path = out_dir / TABLE
+    if "--readme" in argv and not names:  # only rewrite latest.md and the README's table from table.json
+        table = json.loads(table_path.read_text())
+        (table_path.parent / "latest.md").write_text(markdown(table))
+        sync_readme(table)
+        return 0
+    names = names or discover()
     rows: list[dict] = []
     failed = False
     for name in names:
@@ -127,8 +163,9 @@ def main(argv: list[str]) -> int:
             "argv": " ".join([name, *options]),
             "seconds": seconds,
             "machine": _machine_line(),
+            "commit": common.git_commit(short=True),
         }
-        _store(table_path, name, entry)
+        _store(table_path, name, entry, readme="--quick" not in options)
     if rows:
         print()
         print(format_table(rows))

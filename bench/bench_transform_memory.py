@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -112,20 +111,11 @@ def write_images(dest: Path, n: int, side: int = IMAGE_SIDE, seed: int = 0) -> d
 
 # ---- one whole run in a fresh process --------------------------------------------------------------------------------
 def _commit(src: Path) -> str:
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        return out + ("+uncommitted changes" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        marker = src / ".commit"  # a `git archive` export: write the commit there
-        return marker.read_text().strip() if marker.exists() else "unknown"
+    got = common.git_commit(src=src)
+    if got != "?":
+        return got
+    marker = src / ".commit"  # a `git archive` export: write the commit there
+    return marker.read_text().strip() if marker.exists() else "unknown"
 
 
 def _site(src: Path) -> Path:

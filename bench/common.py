@@ -87,13 +87,37 @@ def json_child(cmd: list[str], *, log_path: str | Path, **kwargs) -> dict:
     return out
 
 
-def git_commit(short: bool = False) -> str:
-    """The commit of the checkout the benches run from (what a result was measured at), or '?'."""
-    cmd = ["git", "rev-parse", *(["--short"] if short else []), "HEAD"]
+def git_commit(short: bool = False, src: Path | None = None) -> str:
+    """The commit of the checkout the benches run from (what a result was measured at), '+uncommitted changes'
+    appended when tracked files other than bench/results differ from it (results written by an earlier bench of
+    the same session are not a code change), or '?'."""
+    cwd = str(src or Path(__file__).parent)
     try:
-        return subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip()
-    except OSError:
+        head = subprocess.run(
+            ["git", "-C", cwd, "rev-parse", *(["--short"] if short else []), "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            [
+                "git",
+                "-C",
+                cwd,
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                ".",
+                ":(exclude)bench/results",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
         return "?"
+    return head + ("+uncommitted changes" if dirty else "")
 
 
 def _vm_hwm_kb(pid: int) -> int:
@@ -167,6 +191,11 @@ def results_dir(quick: bool = False) -> Path:
 def save_results(name: str, payload: dict, quick: bool = False) -> Path:
     """<results_dir>/<name>.json (raw measurements behind a table row), with the machine and the time."""
     path = results_dir(quick) / f"{name}.json"
-    payload = {"measured": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": machine(), **payload}
+    payload = {
+        "measured": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "machine": machine(),
+        "commit": git_commit(),
+        **payload,
+    }
     path.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
     return path

@@ -14,11 +14,14 @@ the option given, ``a|b`` is its first alternative; upper-case placeholders that
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import re
 import shlex
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -200,6 +203,57 @@ def test_bench_modules_named_in_the_readme_exist():
     assert named, "the README names no bench module"
     missing = sorted(n for n in named if not (BENCH / f"{n}.py").is_file())
     assert not missing, f"README names bench modules that do not exist: {missing}"
+
+
+def _bench_driver():
+    """bench/__main__.py as a module (bench/ is not an installed package; the driver's table code is plain Python)."""
+    spec = importlib.util.spec_from_file_location("bench_driver_under_test", BENCH / "__main__.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(BENCH.parent))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCH.parent))
+    return module
+
+
+def test_the_readme_bench_table_is_the_committed_results():
+    # Every figure of the README's table comes from bench/results/table.json (issue 16): a hand edit, or results
+    # committed without the README, fails here.
+    driver = _bench_driver()
+    table = json.loads((BENCH / "results" / "table.json").read_text())
+    block = README_TEXT.split(driver.README_BEGIN, 1)[1].split(driver.README_END, 1)[0]
+    assert block.strip("\n").split("\n") == driver.table_lines(table), (
+        "README's bench table differs from bench/results/table.json: run `python -m bench --readme`"
+    )
+    latest = (BENCH / "results" / "latest.md").read_text()
+    assert latest == driver.markdown(table), "bench/results/latest.md is not bench/results/table.json's"
+
+
+def test_sync_readme_rewrites_only_the_table_and_refuses_a_readme_without_markers(tmp_path):
+    driver = _bench_driver()
+    table = {
+        "bench_x": {
+            "rows": [{"name": "x / y", "ratio": 0.5, "goal": "<= 1", "detail": "a|b"}],
+            "measured": "2026-12-01 10:00",
+            "argv": "bench_x",
+            "seconds": 60.0,
+            "machine": "2 CPU cores",
+            "commit": "abc1234",
+        }
+    }
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{driver.README_BEGIN}\nold row\n{driver.README_END}\nafter\n")
+    driver.sync_readme(table, readme)
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith(f"{driver.README_END}\nafter\n")
+    assert "old row" not in text
+    assert "| x / y | 0.500 | <= 1 | yes | a/b |" in text
+    assert "at commit abc1234" in text
+    readme.write_text("no markers here\n")
+    with pytest.raises(SystemExit, match="markers are missing"):
+        driver.sync_readme(table, readme)
+    assert readme.read_text() == "no markers here\n"
 
 
 @pytest.mark.parametrize(
