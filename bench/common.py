@@ -108,8 +108,8 @@ def git_commit(short: bool = False, src: Path | None = None) -> str:
                 "--porcelain",
                 "--untracked-files=no",
                 "--",
-                ".",
-                ":(exclude)bench/results",
+                ":(top)",  # the whole checkout, wherever cwd is (bench/ or a source tree)
+                ":(top,exclude)bench/results",
             ],
             capture_output=True,
             text=True,
