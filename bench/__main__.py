@@ -126,9 +126,14 @@ def _store(table_path: Path, name: str, entry: dict, readme: bool = False) -> No
         table = json.loads(table_path.read_text()) if table_path.exists() else {}
         table[name] = entry
         table_path.write_text(json.dumps(table, indent=2, sort_keys=True, default=str) + "\n")
-        (table_path.parent / "latest.md").write_text(markdown(table))
-        if readme:
-            sync_readme(table)
+        _publish(table_path, table, readme)
+
+
+def _publish(table_path: Path, table: dict, readme: bool) -> None:
+    """latest.md beside table.json, and the README's table when ``readme``: the two views of the table."""
+    (table_path.parent / "latest.md").write_text(markdown(table))
+    if readme:
+        sync_readme(table)
 
 
 def main(argv: list[str]) -> int:
@@ -137,9 +142,7 @@ def main(argv: list[str]) -> int:
     out_dir = common.results_dir("--quick" in options)
     table_path = out_dir / TABLE
     if "--readme" in argv and not names:  # only rewrite latest.md and the README's table from table.json
-        table = json.loads(table_path.read_text())
-        (table_path.parent / "latest.md").write_text(markdown(table))
-        sync_readme(table)
+        _publish(table_path, json.loads(table_path.read_text()), readme=True)
         return 0
     names = names or discover()
     rows: list[dict] = []

@@ -89,8 +89,8 @@ def json_child(cmd: list[str], *, log_path: str | Path, **kwargs) -> dict:
 
 def git_commit(short: bool = False, src: Path | None = None) -> str:
     """The commit of the checkout the benches run from (what a result was measured at), '+uncommitted changes'
-    appended when tracked files other than bench/results differ from it (results written by an earlier bench of
-    the same session are not a code change), or '?'."""
+    appended when tracked files other than bench/results and README.md differ from it (results and the README
+    table written by an earlier bench of the same session are not a code change), or '?'."""
     cwd = str(src or Path(__file__).parent)
     try:
         head = subprocess.run(
@@ -110,6 +110,7 @@ def git_commit(short: bool = False, src: Path | None = None) -> str:
                 "--",
                 ":(top)",  # the whole checkout, wherever cwd is (bench/ or a source tree)
                 ":(top,exclude)bench/results",
+                ":(top,exclude)README.md",  # the driver rewrites its bench table after each bench
             ],
             capture_output=True,
             text=True,
